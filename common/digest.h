@@ -1,0 +1,28 @@
+// Order-independent digest of a batch's results: the wrapping sum of a hash of each task's
+// (task id, status, checksum). Same batch and seed -> same digest, whatever the number of
+// workers, their order of completion, retries or devices.
+#pragma once
+
+#include <fmt/core.h>
+
+#include <cstdint>
+#include <string>
+
+#include "kernels/inputs.h"
+
+namespace taskfarm {
+
+class ResultDigest {
+ public:
+  void add(uint64_t task_id, bool ok, uint64_t checksum) {
+    sum_ += kernels::mix64(task_id * 0xD6E8FEB86659FD93ull ^
+                           kernels::mix64(checksum ^ (ok ? 0 : 0xFA11ED00FA11ED00ull)));
+  }
+  uint64_t value() const { return sum_; }
+  std::string hex() const { return fmt::format("{:016x}", sum_); }
+
+ private:
+  uint64_t sum_ = 0;
+};
+
+}  // namespace taskfarm

@@ -1,0 +1,89 @@
+#include "common/net.h"
+
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include <random>
+
+#include "common/errors.h"
+
+namespace taskfarm {
+namespace {
+
+bool all_digits(const std::string& s) {
+  return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
+}
+
+void check_port(const std::string& spec, const std::string& port) {
+  if (!all_digits(port) || port.size() > 5 || std::stoi(port) > 65535) {
+    throw SetupError(fmt::format("invalid port in '{}'", spec));
+  }
+}
+
+}  // namespace
+
+std::string connect_endpoint(const std::string& spec, int default_port) {
+  if (spec.empty()) throw SetupError("empty endpoint");
+  if (spec.find("://") != std::string::npos) return spec;
+  const auto colon = spec.rfind(':');
+  if (colon == std::string::npos) return fmt::format("tcp://{}:{}", spec, default_port);
+  if (colon == 0) throw SetupError(fmt::format("missing host in '{}'", spec));
+  check_port(spec, spec.substr(colon + 1));
+  return "tcp://" + spec;
+}
+
+std::string bind_endpoint(const std::string& spec, int default_port) {
+  if (spec.empty()) return fmt::format("tcp://*:{}", default_port);
+  if (spec.find("://") != std::string::npos) return spec;
+  if (all_digits(spec)) {
+    check_port(spec, spec);
+    return "tcp://*:" + spec;
+  }
+  const auto colon = spec.rfind(':');
+  if (colon == std::string::npos) return fmt::format("tcp://{}:{}", spec, default_port);
+  check_port(spec, spec.substr(colon + 1));
+  return "tcp://" + spec;
+}
+
+void configure_socket(zmq::socket_t& socket, int64_t max_message_bytes, int linger_ms) {
+  socket.set(zmq::sockopt::linger, linger_ms);
+  socket.set(zmq::sockopt::maxmsgsize, max_message_bytes);
+  socket.set(zmq::sockopt::reconnect_ivl, 100);
+  socket.set(zmq::sockopt::reconnect_ivl_max, 5000);
+  socket.set(zmq::sockopt::tcp_keepalive, 1);
+}
+
+std::string bind_socket(zmq::socket_t& socket, const std::string& endpoint, const char* what) {
+  try {
+    socket.bind(endpoint);
+  } catch (const zmq::error_t& e) {
+    if (e.num() == EADDRINUSE) {
+      throw SetupError(fmt::format("cannot bind {} socket to {}: address already in use", what,
+                                   endpoint));
+    }
+    throw SetupError(fmt::format("cannot bind {} socket to {}: {}", what, endpoint, e.what()));
+  }
+  return socket.get(zmq::sockopt::last_endpoint);
+}
+
+void connect_socket(zmq::socket_t& socket, const std::string& endpoint, const char* what) {
+  try {
+    socket.connect(endpoint);
+  } catch (const zmq::error_t& e) {
+    throw SetupError(fmt::format("cannot connect {} socket to {}: {}", what, endpoint, e.what()));
+  }
+}
+
+std::string host_name() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  return buf;
+}
+
+uint64_t random_u64() {
+  static thread_local std::mt19937_64 gen{std::random_device{}() ^
+                                          (static_cast<uint64_t>(getpid()) << 32)};
+  return gen();
+}
+
+}  // namespace taskfarm

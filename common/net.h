@@ -1,0 +1,37 @@
+// Endpoint parsing and socket set-up shared by the three roles.
+#pragma once
+
+#include <zmq.hpp>
+
+#include <cstdint>
+#include <string>
+
+namespace taskfarm {
+
+// Returns: an endpoint to connect to. "host" -> tcp://host:default_port, "host:port" ->
+// tcp://host:port, anything with "://" (tcp://, ipc://, inproc://) unchanged.
+// Throws: SetupError for an empty or malformed value.
+std::string connect_endpoint(const std::string& spec, int default_port);
+
+// Returns: an endpoint to bind. "" -> tcp://*:default_port, "PORT" -> tcp://*:PORT,
+// "host:port" -> tcp://host:port, full endpoints unchanged (tcp://127.0.0.1:0 picks a free port).
+std::string bind_endpoint(const std::string& spec, int default_port);
+
+// Applies the options every taskfarm socket uses: no linger beyond `linger_ms`, a maximum
+// message size, reconnect back-off (100 ms up to 5 s) so a missing peer never spins the CPU.
+void configure_socket(zmq::socket_t& socket, int64_t max_message_bytes, int linger_ms = 0);
+
+// Binds `socket` and returns the actual endpoint (the chosen port for ":0"/":*").
+// Throws: SetupError naming the endpoint when the address is in use or invalid.
+std::string bind_socket(zmq::socket_t& socket, const std::string& endpoint, const char* what);
+
+// Connects `socket`. Throws: SetupError for an invalid endpoint.
+void connect_socket(zmq::socket_t& socket, const std::string& endpoint, const char* what);
+
+// Returns: this machine's host name.
+std::string host_name();
+
+// Returns: a short random hex string (routing ids, epochs).
+uint64_t random_u64();
+
+}  // namespace taskfarm

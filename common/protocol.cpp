@@ -1,0 +1,72 @@
+#include "common/protocol.h"
+
+#include <fmt/core.h>
+
+#include "common/log.h"
+
+namespace taskfarm {
+
+zmq::message_t encode(v1::Envelope& envelope) {
+  envelope.set_version(kProtocolVersion);
+  const size_t n = envelope.ByteSizeLong();
+  zmq::message_t msg(n);
+  envelope.SerializeWithCachedSizesToArray(static_cast<uint8_t*>(msg.data()));
+  return msg;
+}
+
+Decoded decode(const void* data, size_t size) {
+  Decoded out;
+  if (size == 0) {
+    out.error = "empty frame";
+    return out;
+  }
+  if (size > static_cast<size_t>(INT32_MAX)) {
+    out.error = fmt::format("frame of {} bytes is too large", size);
+    return out;
+  }
+  v1::Envelope envelope;
+  if (!envelope.ParseFromArray(data, static_cast<int>(size))) {
+    out.error = fmt::format("undecodable frame of {} bytes (not a taskfarm message)", size);
+    return out;
+  }
+  if (envelope.version() != kProtocolVersion) {
+    out.error = fmt::format("protocol version {} from peer, this build speaks version {}",
+                            envelope.version(), kProtocolVersion);
+    return out;
+  }
+  if (envelope.body_case() == v1::Envelope::BODY_NOT_SET) {
+    out.error = "message without a body (unknown message type from a newer peer?)";
+    return out;
+  }
+  out.envelope = std::move(envelope);
+  return out;
+}
+
+void RejectCounter::reject(std::string_view why) {
+  ++count_;
+  if (count_ <= 5 || count_ % 1000 == 0) {
+    log::warn("{}: rejected message #{}: {}", where_, count_, why);
+  }
+}
+
+std::string_view body_name(const v1::Envelope& e) {
+  switch (e.body_case()) {
+    case v1::Envelope::kTasks: return "tasks";
+    case v1::Envelope::kResults: return "results";
+    case v1::Envelope::kHello: return "hello";
+    case v1::Envelope::kCredit: return "credit";
+    case v1::Envelope::kHeartbeat: return "heartbeat";
+    case v1::Envelope::kWelcome: return "welcome";
+    case v1::Envelope::kReconnect: return "reconnect";
+    case v1::Envelope::kGoodbye: return "goodbye";
+    case v1::Envelope::kBatchStart: return "batch_start";
+    case v1::Envelope::kJobAccepted: return "job_accepted";
+    case v1::Envelope::kAck: return "ack";
+    case v1::Envelope::kBatchEnd: return "batch_end";
+    case v1::Envelope::kKill: return "kill";
+    case v1::Envelope::BODY_NOT_SET: break;
+  }
+  return "none";
+}
+
+}  // namespace taskfarm

@@ -1,0 +1,158 @@
+#include "sink/aggregator.h"
+
+#include <fmt/core.h>
+#include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
+#include <iterator>
+
+namespace taskfarm::sink {
+
+JobAggregator::JobAggregator(const v1::BatchStart& start)
+    : job_id_(start.job_id()),
+      name_(start.name()),
+      total_(start.total()),
+      max_attempts_(start.max_attempts() == 0 ? 3 : start.max_attempts()),
+      final_bits_((start.total() + 63) / 64, 0) {}
+
+void JobAggregator::touch_worker(const v1::WorkerInfo& worker) {
+  auto& w = workers_[worker.id()];
+  w.info = worker;
+}
+
+Outcome JobAggregator::add(const v1::Result& r, const v1::WorkerInfo& worker,
+                           int64_t recv_wall_ns) {
+  const uint64_t id = r.task_id();
+  if (id >= total_) return Outcome::kInvalid;
+  uint64_t& word = final_bits_[id / 64];
+  const uint64_t bit = uint64_t{1} << (id % 64);
+  if (word & bit) {
+    ++duplicates_;
+    return Outcome::kDuplicate;
+  }
+  const bool ok = r.status() == v1::STATUS_OK;
+  auto& ws = workers_[worker.id()];
+  if (ws.info.id().empty()) ws.info = worker;
+  const int64_t busy = std::max<int64_t>(0, r.finished_ns() - r.started_ns());
+  ws.busy_ns += r.started_ns() > 0 ? busy : 0;
+  if (!ok && r.retryable() && r.attempt() < max_attempts_) return Outcome::kRetry;
+
+  word |= bit;
+  auto& ks = kernels_[r.kernel()];
+  ++ks.tasks;
+  ks.busy_ns += r.started_ns() > 0 ? busy : 0;
+  if (ok) {
+    ++ok_;
+    ++ws.tasks;
+    bytes_ += r.bytes();
+    flops_ += r.flops();
+    ks.bytes += r.bytes();
+    ks.flops += r.flops();
+  } else {
+    ++failed_;
+    ++ks.failed;
+    if (failures_.size() < kMaxListedFailures) {
+      v1::TaskFailure f;
+      f.set_task_id(static_cast<uint32_t>(id));
+      f.set_kernel(r.kernel());
+      f.set_attempts(r.attempt());
+      f.set_error(r.error());
+      failures_.push_back(std::move(f));
+    }
+  }
+  if (r.attempt() > 1) ++retried_;
+  digest_.add(id, ok, r.checksum());
+  if (r.sent_ns() > 0) {
+    first_sent_ns_ = std::min(first_sent_ns_, r.sent_ns());
+    latency_ns_.record(recv_wall_ns - r.sent_ns());
+  }
+  last_recv_ns_ = std::max(last_recv_ns_, recv_wall_ns);
+  return Outcome::kFinal;
+}
+
+v1::Report JobAggregator::report() const {
+  v1::Report rep;
+  rep.set_job(name_);
+  rep.set_job_id(fmt::format("{:016x}", job_id_));
+  rep.set_tasks_total(static_cast<uint32_t>(total_));
+  rep.set_tasks_ok(static_cast<uint32_t>(ok_));
+  rep.set_tasks_failed(static_cast<uint32_t>(failed_));
+  rep.set_retried(static_cast<uint32_t>(retried_));
+  rep.set_duplicates_dropped(static_cast<uint32_t>(duplicates_));
+  const double elapsed =
+      last_recv_ns_ > first_sent_ns_ ? static_cast<double>(last_recv_ns_ - first_sent_ns_) * 1e-9 : 0;
+  rep.set_elapsed_s(elapsed);
+  if (elapsed > 0) {
+    rep.set_tasks_per_s(static_cast<double>(ok_ + failed_) / elapsed);
+    rep.set_mb_per_s(static_cast<double>(bytes_) / elapsed * 1e-6);
+    rep.set_gflop_per_s(static_cast<double>(flops_) / elapsed * 1e-9);
+  }
+  auto* lat = rep.mutable_latency_us();
+  lat->set_p50(static_cast<double>(latency_ns_.quantile(0.50)) * 1e-3);
+  lat->set_p90(static_cast<double>(latency_ns_.quantile(0.90)) * 1e-3);
+  lat->set_p99(static_cast<double>(latency_ns_.quantile(0.99)) * 1e-3);
+  lat->set_max(static_cast<double>(latency_ns_.max()) * 1e-3);
+  rep.set_result_digest(digest_.hex());
+  for (const auto& [id, ws] : workers_) {
+    auto* w = rep.add_workers();
+    w->set_id(id);
+    w->set_host(ws.info.host());
+    w->set_device(ws.info.device());
+    w->set_tasks(static_cast<uint32_t>(ws.tasks));
+    w->set_busy_s(static_cast<double>(ws.busy_ns) * 1e-9);
+    w->set_gpu_mem_mb(static_cast<double>(ws.info.gpu_mem_bytes()) / (1 << 20));
+  }
+  for (const auto& [name, ks] : kernels_) {
+    auto* k = rep.add_kernels();
+    k->set_kernel(name);
+    k->set_tasks(static_cast<uint32_t>(ks.tasks));
+    k->set_failed(static_cast<uint32_t>(ks.failed));
+    const double busy = static_cast<double>(ks.busy_ns) * 1e-9;
+    k->set_busy_s(busy);
+    if (busy > 0) {
+      k->set_mb_per_s(static_cast<double>(ks.bytes) / busy * 1e-6);
+      k->set_gflop_per_s(static_cast<double>(ks.flops) / busy * 1e-9);
+    }
+  }
+  for (const auto& f : failures_) *rep.add_failures() = f;
+  return rep;
+}
+
+std::string report_json(const v1::Report& report) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = true;
+  std::string out;
+  (void)google::protobuf::util::MessageToJsonString(report, &out, options);
+  return out;
+}
+
+std::string report_table(const v1::Report& r) {
+  std::string out;
+  auto it = std::back_inserter(out);
+  fmt::format_to(it, "job {} ({})\n", r.job(), r.job_id());
+  fmt::format_to(it, "  tasks     {} total, {} ok, {} failed, {} retried, {} duplicates dropped\n", r.tasks_total(),
+       r.tasks_ok(), r.tasks_failed(), r.retried(), r.duplicates_dropped());
+  fmt::format_to(it, "  elapsed   {:.3f} s   {:.1f} tasks/s   {:.1f} MB/s   {:.2f} GFLOP/s\n", r.elapsed_s(),
+       r.tasks_per_s(), r.mb_per_s(), r.gflop_per_s());
+  fmt::format_to(it, "  latency   p50 {:.0f} us   p90 {:.0f} us   p99 {:.0f} us   max {:.0f} us\n",
+       r.latency_us().p50(), r.latency_us().p90(), r.latency_us().p99(), r.latency_us().max());
+  fmt::format_to(it, "  digest    {}\n", r.result_digest());
+  fmt::format_to(it, "  {:<16} {:>9} {:>7} {:>10} {:>12} {:>12}\n", "kernel", "tasks", "failed", "busy s",
+       "MB/s busy", "GFLOP/s busy");
+  for (const auto& k : r.kernels()) {
+    fmt::format_to(it, "  {:<16} {:>9} {:>7} {:>10.3f} {:>12.1f} {:>12.2f}\n", k.kernel(), k.tasks(), k.failed(),
+         k.busy_s(), k.mb_per_s(), k.gflop_per_s());
+  }
+  fmt::format_to(it, "  {:<24} {:<16} {:<24} {:>9} {:>10}\n", "worker", "host", "device", "tasks", "busy s");
+  for (const auto& w : r.workers()) {
+    fmt::format_to(it, "  {:<24} {:<16} {:<24} {:>9} {:>10.3f}\n", w.id(), w.host(), w.device(), w.tasks(),
+         w.busy_s());
+  }
+  for (const auto& f : r.failures()) {
+    fmt::format_to(it, "  failed task {} ({}, {} attempts): {}\n", f.task_id(), f.kernel(), f.attempts(), f.error());
+  }
+  return out;
+}
+
+}  // namespace taskfarm::sink

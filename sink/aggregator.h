@@ -1,0 +1,81 @@
+// Per-job bookkeeping at the sink: exactly-once accounting of results, the order-independent
+// digest, latency percentiles and the report. Pure logic, no sockets: unit-tested directly.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/digest.h"
+#include "common/histogram.h"
+#include "common/protocol.h"
+
+namespace taskfarm::sink {
+
+// What the aggregator made of one result.
+enum class Outcome {
+  kFinal,      // first final result for the task: counted
+  kRetry,      // a retryable failure with attempts left: the ventilator should re-issue it
+  kDuplicate,  // the task already has a final result: dropped (re-acked)
+  kInvalid,    // task id out of range: rejected
+};
+
+class JobAggregator {
+ public:
+  // Most failures listed individually in the report.
+  static constexpr size_t kMaxListedFailures = 100;
+
+  explicit JobAggregator(const v1::BatchStart& start);
+
+  // Accounts one result received at `recv_wall_ns` from `worker`.
+  // Returns: what happened to it (see Outcome).
+  Outcome add(const v1::Result& result, const v1::WorkerInfo& worker, int64_t recv_wall_ns);
+
+  // Records a worker's latest information (device memory use changes over time).
+  void touch_worker(const v1::WorkerInfo& worker);
+
+  bool complete() const { return ok_ + failed_ == total_; }
+  uint64_t job_id() const { return job_id_; }
+  const std::string& name() const { return name_; }
+  uint64_t total() const { return total_; }
+  uint64_t done() const { return ok_ + failed_; }
+  uint64_t ok() const { return ok_; }
+  uint64_t failed() const { return failed_; }
+
+  // Returns: the report as of now (final once complete()).
+  v1::Report report() const;
+
+ private:
+  struct WorkerStats {
+    v1::WorkerInfo info;
+    uint64_t tasks = 0;
+    int64_t busy_ns = 0;
+  };
+  struct KernelStats {
+    uint64_t tasks = 0, failed = 0, bytes = 0, flops = 0;
+    int64_t busy_ns = 0;
+  };
+
+  uint64_t job_id_;
+  std::string name_;
+  uint64_t total_;
+  uint32_t max_attempts_;
+  std::vector<uint64_t> final_bits_;  // one bit per task: has a final result
+  uint64_t ok_ = 0, failed_ = 0, retried_ = 0, duplicates_ = 0;
+  uint64_t bytes_ = 0, flops_ = 0;
+  int64_t first_sent_ns_ = INT64_MAX, last_recv_ns_ = INT64_MIN;
+  ResultDigest digest_;
+  LatencyHistogram latency_ns_;
+  std::map<std::string, WorkerStats> workers_;
+  std::map<std::string, KernelStats> kernels_;
+  std::vector<v1::TaskFailure> failures_;
+};
+
+// Returns: the report as a JSON object on one line (protobuf's JSON mapping, proto field names).
+std::string report_json(const v1::Report& report);
+
+// Returns: the human-readable table printed at the end of a batch.
+std::string report_table(const v1::Report& report);
+
+}  // namespace taskfarm::sink

@@ -1,0 +1,33 @@
+// taskfarm-sink: collects results, prints the report table, writes --report FILE.
+#include "common/cli.h"
+#include "common/net.h"
+#include "common/protocol.h"
+#include "sink/sink.h"
+
+int main(int argc, char** argv) {
+  using namespace taskfarm;
+  CLI::App app{"Collects task results from workers, reports the batch, then tells workers to stop.",
+               "taskfarm-sink"};
+  sink::SinkOptions opt;
+  std::string results_spec, control_spec;
+  app.add_option("--bind", results_spec,
+                 "results endpoint to bind: PORT, HOST:PORT or tcp://... (default tcp://*:5558)");
+  app.add_option("--control", control_spec,
+                 "control endpoint to bind (PUB: acks, batch end, kill; default tcp://*:5559)");
+  app.add_option("--report", opt.report_path, "write the JSON report to FILE");
+  app.add_flag("--keep-workers", opt.keep_workers,
+               "leave workers running after the batch (for the next one)");
+  app.add_flag("-q,--quiet", opt.quiet, "do not print the report table");
+  int64_t max_message_mb = opt.max_message_bytes >> 20;
+  app.add_option("--max-message-mb", max_message_mb, "largest accepted message, in MiB")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  add_common_flags(app);
+  return cli_main(app, argc, argv, [&] {
+    opt.max_message_bytes = max_message_mb << 20;
+    opt.results_bind = bind_endpoint(results_spec, kResultsPort);
+    opt.control_bind = bind_endpoint(control_spec, kControlPort);
+    sink::Sink s(opt);
+    return s.run();
+  });
+}

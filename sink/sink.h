@@ -1,0 +1,40 @@
+// The sink: binds the results socket (PULL) and the control socket (PUB), aggregates results
+// exactly once per task, acknowledges them to the ventilator, and reports each batch.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/clock.h"
+
+namespace taskfarm::sink {
+
+struct SinkOptions {
+  std::string results_bind = "tcp://*:5558";
+  std::string control_bind = "tcp://*:5559";
+  std::string report_path;          // JSON report; empty for none
+  bool keep_workers = false;        // do not tell workers to exit after the batch
+  bool quiet = false;               // no table on stdout
+  int64_t max_message_bytes = int64_t{256} << 20;
+};
+
+class Sink {
+ public:
+  // Binds both sockets. Throws: SetupError (address in use, bad endpoint).
+  explicit Sink(SinkOptions options, const Clock& clock = SystemClock::instance());
+  ~Sink();
+
+  // Endpoints actually bound (with the chosen port for tcp://host:0).
+  const std::string& results_endpoint() const;
+  const std::string& control_endpoint() const;
+
+  // Runs until one batch is complete (or a stop signal). Returns: the process exit code.
+  int run();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace taskfarm::sink

@@ -1,0 +1,236 @@
+// Lease table, credits, re-issue and retry limits of the ventilator, driven by a manual clock.
+#include "ventilator/dispatcher.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+namespace taskfarm::ventilator {
+namespace {
+
+v1::WorkerInfo info(const std::string& id) {
+  v1::WorkerInfo w;
+  w.set_id(id);
+  return w;
+}
+
+size_t count_tasks(const std::vector<Assignment>& as) {
+  size_t n = 0;
+  for (const auto& a : as) n += a.tasks.size();
+  return n;
+}
+
+v1::Ack ack_of(uint64_t job, const std::vector<Issue>& tasks) {
+  v1::Ack ack;
+  ack.set_job_id(job);
+  for (const auto& t : tasks) ack.add_done(t.task_id);
+  return ack;
+}
+
+TEST(Dispatcher, SendsNothingWithoutCreditAndNoMoreThanCredit) {
+  ManualClock clock;
+  Dispatcher d(DispatchPolicy{}, clock);
+  d.add_job(7, 100);
+  EXPECT_TRUE(d.assign().empty());  // no workers: no slow-joiner grab either
+  (void)d.on_hello("w1", info("w1"), 3);
+  auto as = d.assign();
+  ASSERT_EQ(as.size(), 1u);
+  EXPECT_EQ(as[0].tasks.size(), 3u);
+  EXPECT_TRUE(d.assign().empty());  // credit used up
+  EXPECT_TRUE(d.on_credit("w1", 2));
+  EXPECT_EQ(count_tasks(d.assign()), 2u);
+}
+
+TEST(Dispatcher, SplitsWorkByCreditSoLateJoinersGetWorkAtOnce) {
+  ManualClock clock;
+  Dispatcher d(DispatchPolicy{}, clock);
+  d.add_job(1, 1000);
+  (void)d.on_hello("a", info("a"), 4);
+  EXPECT_EQ(count_tasks(d.assign()), 4u);
+  (void)d.on_hello("b", info("b"), 4);  // joins mid-batch
+  auto as = d.assign();
+  ASSERT_EQ(as.size(), 1u);
+  EXPECT_EQ(as[0].worker, "b");
+  EXPECT_EQ(as[0].tasks.size(), 4u);
+}
+
+TEST(Dispatcher, AckedTasksCompleteTheJobExactlyOnce) {
+  ManualClock clock;
+  Dispatcher d(DispatchPolicy{}, clock);
+  d.add_job(1, 5);
+  (void)d.on_hello("a", info("a"), 10);
+  auto as = d.assign();
+  ASSERT_EQ(count_tasks(as), 5u);
+  d.on_ack(ack_of(1, as[0].tasks));
+  d.on_ack(ack_of(1, as[0].tasks));  // duplicate acks are harmless
+  EXPECT_TRUE(d.job_done(1));
+  EXPECT_EQ(d.job_acked(1), 5u);
+  EXPECT_EQ(d.unresolved(), 0u);
+}
+
+TEST(Dispatcher, ReissuesTasksOfSilentWorkerWithNextAttempt) {
+  ManualClock clock;
+  DispatchPolicy p;
+  p.worker_timeout_ms = 3000;
+  Dispatcher d(p, clock);
+  d.add_job(1, 4);
+  (void)d.on_hello("dead", info("dead"), 4);
+  ASSERT_EQ(count_tasks(d.assign()), 4u);
+  (void)d.on_hello("alive", info("alive"), 10);
+  clock.advance_ms(2000);
+  EXPECT_TRUE(d.on_heartbeat("alive"));
+  EXPECT_TRUE(d.expire().empty());
+  EXPECT_EQ(d.workers(), 2u);
+  clock.advance_ms(1500);  // "dead" silent for 3.5 s, "alive" for 1.5 s
+  EXPECT_TRUE(d.expire().empty());
+  EXPECT_EQ(d.workers(), 1u);
+  auto as = d.assign();
+  ASSERT_EQ(as.size(), 1u);
+  EXPECT_EQ(as[0].worker, "alive");
+  ASSERT_EQ(as[0].tasks.size(), 4u);
+  for (const auto& t : as[0].tasks) EXPECT_EQ(t.attempt, 2u);
+  EXPECT_EQ(d.reissued(), 4u);
+  EXPECT_FALSE(d.on_credit("dead", 1));  // must register again
+}
+
+TEST(Dispatcher, GivesUpAfterMaxAttempts) {
+  ManualClock clock;
+  DispatchPolicy p;
+  p.max_attempts = 2;
+  p.worker_timeout_ms = 1000;
+  Dispatcher d(p, clock);
+  d.add_job(1, 1);
+  std::vector<GiveUp> give_ups;
+  for (int round = 0; round < 2; ++round) {
+    const std::string w = "w" + std::to_string(round);
+    (void)d.on_hello(w, info(w), 1);
+    auto as = d.assign();
+    ASSERT_EQ(count_tasks(as), 1u) << "round " << round;
+    EXPECT_EQ(as[0].tasks[0].attempt, static_cast<uint32_t>(round + 1));
+    clock.advance_ms(1500);
+    give_ups = d.expire();
+  }
+  ASSERT_EQ(give_ups.size(), 1u);
+  EXPECT_EQ(give_ups[0].task.task_id, 0u);
+  EXPECT_EQ(give_ups[0].task.attempt, 2u);
+  EXPECT_NE(give_ups[0].error.find("giving up"), std::string::npos);
+  (void)d.on_hello("w9", info("w9"), 5);
+  EXPECT_TRUE(d.assign().empty());  // a given-up task is never issued again
+  v1::Ack ack;
+  ack.set_job_id(1);
+  ack.add_done(0);
+  ack.add_failed(0);
+  d.on_ack(ack);
+  EXPECT_TRUE(d.job_done(1));
+  EXPECT_EQ(d.job_failed(1), 1u);
+}
+
+TEST(Dispatcher, RetryAckReissuesOnlyAssignedTasks) {
+  ManualClock clock;
+  Dispatcher d(DispatchPolicy{}, clock);
+  d.add_job(1, 2);
+  (void)d.on_hello("a", info("a"), 2);
+  ASSERT_EQ(count_tasks(d.assign()), 2u);
+  v1::Ack ack;
+  ack.set_job_id(1);
+  ack.add_retry(1);
+  d.on_ack(ack);
+  d.on_ack(ack);  // a repeated retry does not issue the task twice
+  EXPECT_TRUE(d.on_credit("a", 5));
+  auto as = d.assign();
+  ASSERT_EQ(count_tasks(as), 1u);
+  EXPECT_EQ(as[0].tasks[0].task_id, 1u);
+  EXPECT_EQ(as[0].tasks[0].attempt, 2u);
+}
+
+TEST(Dispatcher, GoodbyeReturnsUnstartedTasksWithoutAnAttempt) {
+  ManualClock clock;
+  Dispatcher d(DispatchPolicy{}, clock);
+  d.add_job(1, 3);
+  (void)d.on_hello("a", info("a"), 3);
+  auto as = d.assign();
+  ASSERT_EQ(count_tasks(as), 3u);
+  v1::Goodbye bye;
+  for (uint64_t id : {1u, 2u}) {
+    auto* r = bye.add_returned();
+    r->set_job_id(1);
+    r->set_task_id(id);
+  }
+  d.on_goodbye("a", bye);
+  EXPECT_FALSE(d.on_credit("b", 1));
+  EXPECT_TRUE(d.on_credit("a", 10));  // a leaving worker gets nothing more
+  EXPECT_TRUE(d.assign().empty());
+  (void)d.on_hello("b", info("b"), 10);
+  as = d.assign();
+  ASSERT_EQ(count_tasks(as), 2u);
+  for (const auto& t : as[0].tasks) EXPECT_EQ(t.attempt, 1u);
+}
+
+TEST(Dispatcher, UnsendPutsTasksBackWithCredit) {
+  ManualClock clock;
+  Dispatcher d(DispatchPolicy{}, clock);
+  d.add_job(1, 3);
+  (void)d.on_hello("a", info("a"), 3);
+  auto as = d.assign();
+  ASSERT_EQ(as.size(), 1u);
+  d.unsend(as[0]);
+  auto again = d.assign();
+  ASSERT_EQ(count_tasks(again), 3u);
+  EXPECT_EQ(again[0].tasks[0].task_id, as[0].tasks[0].task_id);
+  EXPECT_EQ(again[0].tasks[0].attempt, 1u);
+}
+
+TEST(Dispatcher, WindowBoundsUnresolvedTasks) {
+  ManualClock clock;
+  DispatchPolicy p;
+  p.window = 10;
+  Dispatcher d(p, clock);
+  d.add_job(1, 1'000'000);
+  (void)d.on_hello("a", info("a"), 1000);
+  auto as = d.assign();
+  EXPECT_EQ(count_tasks(as), 10u);
+  EXPECT_EQ(d.unresolved(), 10u);
+  d.on_ack(ack_of(1, as[0].tasks));
+  EXPECT_EQ(count_tasks(d.assign()), 10u);
+  EXPECT_EQ(d.unresolved(), 10u);
+}
+
+TEST(Dispatcher, TaskTimeoutReissuesHungTasks) {
+  ManualClock clock;
+  DispatchPolicy p;
+  p.task_timeout_ms = 5000;
+  p.worker_timeout_ms = 100000;
+  Dispatcher d(p, clock);
+  d.add_job(1, 1);
+  (void)d.on_hello("a", info("a"), 1);
+  ASSERT_EQ(count_tasks(d.assign()), 1u);
+  clock.advance_ms(6000);
+  EXPECT_TRUE(d.expire().empty());
+  EXPECT_TRUE(d.on_credit("a", 1));
+  auto as = d.assign();
+  ASSERT_EQ(count_tasks(as), 1u);
+  EXPECT_EQ(as[0].tasks[0].attempt, 2u);
+}
+
+TEST(Dispatcher, HigherPriorityJobGoesFirstAndEqualJobsShare) {
+  ManualClock clock;
+  Dispatcher d(DispatchPolicy{}, clock);
+  d.add_job(1, 100, 0);
+  d.add_job(2, 100, 5);
+  (void)d.on_hello("a", info("a"), 10);
+  auto as = d.assign();
+  for (const auto& t : as[0].tasks) EXPECT_EQ(t.job_id, 2u);
+  Dispatcher e(DispatchPolicy{}, clock);
+  e.add_job(1, 100);
+  e.add_job(2, 100);
+  (void)e.on_hello("a", info("a"), 10);
+  std::map<uint64_t, int> per_job;
+  const auto shared = e.assign();
+  ASSERT_EQ(shared.size(), 1u);
+  for (const auto& t : shared[0].tasks) ++per_job[t.job_id];
+  EXPECT_EQ(per_job[1], 5);
+  EXPECT_EQ(per_job[2], 5);
+}
+
+}  // namespace
+}  // namespace taskfarm::ventilator

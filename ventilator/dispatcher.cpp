@@ -1,0 +1,289 @@
+#include "ventilator/dispatcher.h"
+
+#include <fmt/core.h>
+
+#include <algorithm>
+
+#include "common/log.h"
+
+namespace taskfarm::ventilator {
+
+bool Dispatcher::Job::has_work() const { return !requeued.empty() || next_fresh < total; }
+
+Dispatcher::Dispatcher(DispatchPolicy policy, const Clock& clock)
+    : policy_(policy), clock_(clock) {}
+
+void Dispatcher::add_job(uint64_t job_id, uint64_t total, int32_t priority) {
+  Job job;
+  job.id = job_id;
+  job.total = total;
+  job.priority = priority;
+  jobs_.emplace(job_id, std::move(job));
+}
+
+void Dispatcher::remove_job(uint64_t job_id) {
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return;
+  for (auto& [id, e] : it->second.open) {
+    if (e.state != State::kAssigned) continue;
+    auto w = slot_to_worker_.find(e.slot);
+    if (w != slot_to_worker_.end()) --workers_.at(w->second).held;
+  }
+  jobs_.erase(it);
+}
+
+bool Dispatcher::job_done(uint64_t job_id) const {
+  auto it = jobs_.find(job_id);
+  return it != jobs_.end() && it->second.acked == it->second.total;
+}
+uint64_t Dispatcher::job_failed(uint64_t job_id) const {
+  auto it = jobs_.find(job_id);
+  return it == jobs_.end() ? 0 : it->second.failed;
+}
+uint64_t Dispatcher::job_acked(uint64_t job_id) const {
+  auto it = jobs_.find(job_id);
+  return it == jobs_.end() ? 0 : it->second.acked;
+}
+
+size_t Dispatcher::unresolved() const {
+  size_t n = 0;
+  for (const auto& [id, job] : jobs_) n += job.open.size();
+  return n;
+}
+
+std::vector<GiveUp> Dispatcher::on_hello(const std::string& worker, const v1::WorkerInfo& info,
+                                         uint32_t credit) {
+  // Same routing id saying Hello again: it lost track of us, so its old tasks may be gone.
+  std::vector<GiveUp> give_ups = drop_worker(worker, "worker re-registered");
+  Worker w;
+  w.info = info;
+  w.credit = credit;
+  w.last_seen_ns = clock_.steady_ns();
+  w.slot = next_slot_++;
+  slot_to_worker_[w.slot] = worker;
+  workers_.emplace(worker, std::move(w));
+  return give_ups;
+}
+
+bool Dispatcher::on_credit(const std::string& worker, uint32_t credit) {
+  auto it = workers_.find(worker);
+  if (it == workers_.end()) return false;
+  it->second.credit += credit;
+  it->second.last_seen_ns = clock_.steady_ns();
+  return true;
+}
+
+bool Dispatcher::on_heartbeat(const std::string& worker) {
+  auto it = workers_.find(worker);
+  if (it == workers_.end()) return false;
+  it->second.last_seen_ns = clock_.steady_ns();
+  return true;
+}
+
+void Dispatcher::on_goodbye(const std::string& worker, const v1::Goodbye& goodbye) {
+  auto it = workers_.find(worker);
+  if (it == workers_.end()) return;
+  Worker& w = it->second;
+  w.leaving = true;
+  w.credit = 0;
+  w.last_seen_ns = clock_.steady_ns();
+  for (const auto& ref : goodbye.returned()) {
+    auto j = jobs_.find(ref.job_id());
+    if (j == jobs_.end()) continue;
+    auto e = j->second.open.find(ref.task_id());
+    if (e == j->second.open.end() || e->second.state != State::kAssigned ||
+        e->second.slot != w.slot) {
+      continue;
+    }
+    e->second.state = State::kQueued;  // never started: same attempt again
+    --w.held;
+    j->second.requeued.push_back(ref.task_id());
+  }
+}
+
+std::vector<GiveUp> Dispatcher::on_unreachable(const std::string& worker) {
+  return drop_worker(worker, "worker unreachable");
+}
+
+std::vector<std::string> Dispatcher::worker_ids() const {
+  std::vector<std::string> ids;
+  ids.reserve(workers_.size());
+  for (const auto& [id, w] : workers_) ids.push_back(id);
+  return ids;
+}
+
+void Dispatcher::lose(Job& job, uint64_t task_id, Entry& e, const std::string& why,
+                      std::vector<GiveUp>& give_ups) {
+  if (e.attempt >= policy_.max_attempts) {
+    e.state = State::kGivenUp;
+    give_ups.push_back(GiveUp{
+        Issue{job.id, task_id, e.attempt},
+        fmt::format("{} on attempt {} of {}; giving up", why, e.attempt, policy_.max_attempts)});
+    return;
+  }
+  ++e.attempt;
+  e.state = State::kQueued;
+  job.requeued.push_back(task_id);
+  ++reissued_;
+}
+
+std::vector<GiveUp> Dispatcher::drop_worker(const std::string& worker, const std::string& why) {
+  std::vector<GiveUp> give_ups;
+  auto it = workers_.find(worker);
+  if (it == workers_.end()) return give_ups;
+  const uint32_t slot = it->second.slot;
+  const std::string name = it->second.info.id();
+  if (it->second.held > 0) {
+    for (auto& [jid, job] : jobs_) {
+      for (auto& [tid, e] : job.open) {
+        if (e.state == State::kAssigned && e.slot == slot) {
+          lose(job, tid, e, fmt::format("{} ({})", why, name), give_ups);
+        }
+      }
+    }
+  }
+  slot_to_worker_.erase(slot);
+  workers_.erase(it);
+  return give_ups;
+}
+
+void Dispatcher::on_ack(const v1::Ack& ack) {
+  auto j = jobs_.find(ack.job_id());
+  if (j == jobs_.end()) return;
+  Job& job = j->second;
+  for (uint64_t id : ack.done()) {
+    auto e = job.open.find(id);
+    if (e == job.open.end()) continue;  // duplicate ack
+    if (e->second.state == State::kAssigned) {
+      auto w = slot_to_worker_.find(e->second.slot);
+      if (w != slot_to_worker_.end()) --workers_.at(w->second).held;
+    }
+    job.open.erase(e);
+    ++job.acked;
+  }
+  for (uint64_t id : ack.failed()) {
+    (void)id;
+    ++job.failed;
+  }
+  for (uint64_t id : ack.retry()) {
+    auto e = job.open.find(id);
+    if (e == job.open.end() || e->second.state != State::kAssigned) continue;
+    auto w = slot_to_worker_.find(e->second.slot);
+    if (w != slot_to_worker_.end()) --workers_.at(w->second).held;
+    ++e->second.attempt;
+    e->second.state = State::kQueued;
+    job.requeued.push_back(id);
+    ++reissued_;
+  }
+}
+
+Dispatcher::Job* Dispatcher::pick_job() {
+  // Highest priority first; among equals, the job with the fewest open tasks (fair share).
+  Job* best = nullptr;
+  for (auto& [id, job] : jobs_) {
+    if (!job.has_work()) continue;
+    if (job.requeued.empty() && job.open.size() >= policy_.window) continue;
+    if (!best || job.priority > best->priority ||
+        (job.priority == best->priority && job.open.size() < best->open.size())) {
+      best = &job;
+    }
+  }
+  return best;
+}
+
+std::vector<Assignment> Dispatcher::assign() {
+  std::vector<Assignment> out;
+  // Most credit first: the idlest worker gets work first.
+  std::vector<std::pair<int64_t, std::map<std::string, Worker>::iterator>> order;
+  for (auto it = workers_.begin(); it != workers_.end(); ++it) {
+    if (it->second.credit > 0 && !it->second.leaving) order.emplace_back(it->second.credit, it);
+  }
+  std::sort(order.begin(), order.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first; });
+  const int64_t now = clock_.steady_ns();
+  for (auto& [credit, it] : order) {
+    Worker& w = it->second;
+    Assignment a;
+    a.worker = it->first;
+    const int64_t want = std::min<int64_t>(w.credit, policy_.max_batch);
+    while (static_cast<int64_t>(a.tasks.size()) < want) {
+      Job* job = pick_job();
+      if (!job) break;
+      uint64_t id;
+      Entry* e;
+      if (!job->requeued.empty()) {
+        id = job->requeued.front();
+        job->requeued.pop_front();
+        auto f = job->open.find(id);
+        if (f == job->open.end() || f->second.state != State::kQueued) continue;  // stale
+        e = &f->second;
+      } else {
+        id = job->next_fresh++;
+        e = &job->open.emplace(id, Entry{State::kQueued, 1, 0, 0}).first->second;
+      }
+      e->state = State::kAssigned;
+      e->slot = w.slot;
+      e->since_ns = now;
+      a.tasks.push_back(Issue{job->id, id, e->attempt});
+    }
+    if (a.tasks.empty()) break;  // no work left for anyone
+    w.credit -= static_cast<int64_t>(a.tasks.size());
+    w.held += a.tasks.size();
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+void Dispatcher::unsend(const Assignment& a) {
+  auto it = workers_.find(a.worker);
+  // Back to the front of the queue in their original order.
+  for (auto t_it = a.tasks.rbegin(); t_it != a.tasks.rend(); ++t_it) {
+    const Issue& t = *t_it;
+    auto j = jobs_.find(t.job_id);
+    if (j == jobs_.end()) continue;
+    auto e = j->second.open.find(t.task_id);
+    if (e == j->second.open.end() || e->second.state != State::kAssigned) continue;
+    e->second.state = State::kQueued;
+    j->second.requeued.push_front(t.task_id);
+    if (it != workers_.end()) {
+      --it->second.held;
+      ++it->second.credit;
+    }
+  }
+}
+
+std::vector<GiveUp> Dispatcher::expire() {
+  std::vector<GiveUp> give_ups;
+  const int64_t now = clock_.steady_ns();
+  std::vector<std::string> lost;
+  for (const auto& [id, w] : workers_) {
+    if (now - w.last_seen_ns > ms_to_ns(policy_.worker_timeout_ms)) lost.push_back(id);
+  }
+  for (const auto& id : lost) {
+    const auto& w = workers_.at(id);
+    log::warn("worker {} lost: silent for {:.1f} s, re-issuing its {} tasks", w.info.id(),
+              static_cast<double>(now - w.last_seen_ns) * 1e-9, w.held);
+    ++workers_lost_;
+    auto g = drop_worker(id, fmt::format("worker lost after {:.1f} s of silence",
+                                         static_cast<double>(policy_.worker_timeout_ms) * 1e-3));
+    give_ups.insert(give_ups.end(), g.begin(), g.end());
+  }
+  if (policy_.task_timeout_ms > 0) {
+    for (auto& [jid, job] : jobs_) {
+      for (auto& [tid, e] : job.open) {
+        if (e.state != State::kAssigned || now - e.since_ns <= ms_to_ns(policy_.task_timeout_ms)) {
+          continue;
+        }
+        auto w = slot_to_worker_.find(e.slot);
+        if (w != slot_to_worker_.end()) --workers_.at(w->second).held;
+        lose(job, tid, e,
+             fmt::format("task timed out after {:.1f} s",
+                         static_cast<double>(policy_.task_timeout_ms) * 1e-3),
+             give_ups);
+      }
+    }
+  }
+  return give_ups;
+}
+
+}  // namespace taskfarm::ventilator

@@ -1,0 +1,135 @@
+// Dispatch bookkeeping of the ventilator, without sockets: which worker holds which task
+// (its lease), credit-based flow control, re-issue of the tasks of lost workers, retry limits.
+// Driven by an injectable clock so that tests can expire leases without sleeping.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/protocol.h"
+
+namespace taskfarm::ventilator {
+
+struct DispatchPolicy {
+  int64_t worker_timeout_ms = 3000;  // silence after which a worker is declared lost
+  int64_t task_timeout_ms = 0;       // re-issue a task held longer than this (0: never)
+  uint32_t max_attempts = 3;         // attempts before a task is reported failed
+  uint64_t window = 200000;          // most unresolved tasks per job (bounded memory)
+  uint32_t max_batch = 1024;         // most tasks per message to one worker
+};
+
+// One task handed to a worker.
+struct Issue {
+  uint64_t job_id;
+  uint64_t task_id;
+  uint32_t attempt;
+};
+
+// A group of tasks for one worker, to be sent in one message.
+struct Assignment {
+  std::string worker;  // routing id
+  std::vector<Issue> tasks;
+};
+
+// A task given up after max_attempts: the ventilator reports it failed to the sink.
+struct GiveUp {
+  Issue task;
+  std::string error;
+};
+
+class Dispatcher {
+ public:
+  explicit Dispatcher(DispatchPolicy policy, const Clock& clock = SystemClock::instance());
+
+  // ---- jobs
+  void add_job(uint64_t job_id, uint64_t total, int32_t priority = 0);
+  // Stops dispatching the job and forgets its tasks.
+  void remove_job(uint64_t job_id);
+  // Returns: whether every task of the job has a final result acknowledged by the sink.
+  bool job_done(uint64_t job_id) const;
+  // Returns: tasks of the job the sink reported failed.
+  uint64_t job_failed(uint64_t job_id) const;
+  uint64_t job_acked(uint64_t job_id) const;
+  // Returns: tasks issued and not yet acknowledged (all jobs): the in-flight window.
+  size_t unresolved() const;
+
+  // ---- workers (keyed by ZeroMQ routing id)
+  // Returns: tasks given up because a re-registering worker lost them on their last attempt.
+  std::vector<GiveUp> on_hello(const std::string& worker, const v1::WorkerInfo& info,
+                               uint32_t credit);
+  // Returns: false when the worker is unknown (it must say Hello again).
+  bool on_credit(const std::string& worker, uint32_t credit);
+  bool on_heartbeat(const std::string& worker);
+  // The worker is leaving: takes no more tasks; `returned` were never started.
+  void on_goodbye(const std::string& worker, const v1::Goodbye& goodbye);
+  // The worker cannot be reached (send failed): its tasks are re-issued at once.
+  std::vector<GiveUp> on_unreachable(const std::string& worker);
+  size_t workers() const { return workers_.size(); }
+  std::vector<std::string> worker_ids() const;
+
+  // ---- sink
+  void on_ack(const v1::Ack& ack);
+
+  // ---- dispatch
+  // Returns: tasks to send now, at most one assignment per worker with credit.
+  std::vector<Assignment> assign();
+  // Puts back tasks that could not be sent (not counted as an attempt).
+  void unsend(const Assignment& assignment);
+
+  // Declares silent workers lost and re-issues their tasks (and tasks past task_timeout).
+  // Returns: tasks given up after max_attempts.
+  std::vector<GiveUp> expire();
+
+  // Counters for logs and the report.
+  uint64_t reissued() const { return reissued_; }
+  uint64_t workers_lost() const { return workers_lost_; }
+
+ private:
+  struct Worker {
+    v1::WorkerInfo info;
+    int64_t credit = 0;
+    int64_t last_seen_ns = 0;
+    bool leaving = false;
+    uint64_t held = 0;
+    uint32_t slot = 0;  // never reused, so a stale entry never points at a new worker
+  };
+  enum class State : uint8_t { kQueued, kAssigned, kGivenUp };
+  struct Entry {
+    State state;
+    uint32_t attempt;
+    uint32_t slot;  // holder's Worker::slot when assigned
+    int64_t since_ns;
+  };
+  struct Job {
+    uint64_t id;
+    uint64_t total;
+    int32_t priority;
+    uint64_t next_fresh = 0;
+    uint64_t acked = 0;
+    uint64_t failed = 0;
+    std::unordered_map<uint64_t, Entry> open;  // issued, not yet acknowledged
+    std::deque<uint64_t> requeued;             // task ids to issue again (stale ids skipped)
+    bool has_work() const;
+  };
+
+  // Re-issues (or gives up) one task whose holder is lost.
+  void lose(Job& job, uint64_t task_id, Entry& e, const std::string& why,
+            std::vector<GiveUp>& give_ups);
+  std::vector<GiveUp> drop_worker(const std::string& worker, const std::string& why);
+  Job* pick_job();
+
+  DispatchPolicy policy_;
+  const Clock& clock_;
+  std::map<std::string, Worker> workers_;
+  std::unordered_map<uint32_t, std::string> slot_to_worker_;
+  uint32_t next_slot_ = 1;
+  std::map<uint64_t, Job> jobs_;
+  uint64_t reissued_ = 0, workers_lost_ = 0;
+};
+
+}  // namespace taskfarm::ventilator

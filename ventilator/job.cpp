@@ -1,0 +1,89 @@
+#include "ventilator/job.h"
+
+#include <fmt/core.h>
+#include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "common/errors.h"
+#include "kernels/kernel.h"
+
+namespace taskfarm::ventilator {
+
+v1::JobSpec parse_job_json(const std::string& json, const std::string& where,
+                           const std::string& default_name) {
+  v1::JobSpec job;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  const auto status = google::protobuf::util::JsonStringToMessage(json, &job, options);
+  if (!status.ok()) {
+    std::string msg(status.message());
+    std::replace(msg.begin(), msg.end(), '\n', ' ');
+    throw SetupError(fmt::format("{}: invalid job: {}", where, msg));
+  }
+  if (job.name().empty()) job.set_name(default_name);
+  validate_job(job, where);
+  return job;
+}
+
+v1::JobSpec load_job_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw SetupError(fmt::format("cannot read job file '{}'", path));
+  std::ostringstream text;
+  text << in.rdbuf();
+  const auto base = path.substr(path.find_last_of('/') + 1);
+  return parse_job_json(text.str(), path, base.substr(0, base.rfind(".json")));
+}
+
+void validate_job(v1::JobSpec& job, const std::string& where) {
+  if (job.tasks_size() == 0) throw SetupError(fmt::format("{}: job has no tasks", where));
+  if (job.max_attempts() == 0) job.set_max_attempts(kDefaultMaxAttempts);
+  if (job.max_attempts() > 100) {
+    throw SetupError(fmt::format("{}: max_attempts {} is above 100", where, job.max_attempts()));
+  }
+  const auto& registry = kernels::KernelRegistry::instance();
+  uint64_t total = 0;
+  for (int i = 0; i < job.tasks_size(); ++i) {
+    const auto& t = job.tasks(i);
+    const std::string entry = fmt::format("{}: task entry {} ({})", where, i + 1, t.kernel());
+    if (t.count() == 0) throw SetupError(fmt::format("{}: count is 0", entry));
+    if (t.count() > kMaxTasksPerJob - total) {
+      throw SetupError(fmt::format("{}: job has more than {} tasks", entry, kMaxTasksPerJob));
+    }
+    total += t.count();
+    kernels::TaskInput in;
+    in.size = t.size();
+    in.seed = t.seed();
+    in.count = t.count();
+    in.payload = t.payload();
+    if (auto err = registry.validate(t.kernel(), in)) {
+      throw SetupError(fmt::format("{}: {}", entry, *err));
+    }
+  }
+  if (job.name().empty()) job.set_name(job.tasks(0).kernel());
+}
+
+Job::Job(uint64_t id, v1::JobSpec spec) : id_(id), spec_(std::move(spec)) {
+  for (const auto& t : spec_.tasks()) {
+    starts_.push_back(total_);
+    total_ += t.count();
+  }
+}
+
+void Job::fill(uint64_t task_id, v1::Task* task) const {
+  // Last entry whose first id is <= task_id.
+  const auto it = std::upper_bound(starts_.begin(), starts_.end(), task_id) - 1;
+  const auto& t = spec_.tasks(static_cast<int>(it - starts_.begin()));
+  task->set_job_id(id_);
+  task->set_task_id(task_id);
+  task->set_kernel(t.kernel());
+  task->set_size(t.size());
+  task->set_seed(t.seed());
+  task->set_index(task_id - *it);
+  task->set_count(t.count());
+  if (!t.payload().empty()) task->set_payload(t.payload());
+}
+
+}  // namespace taskfarm::ventilator

@@ -1,0 +1,47 @@
+// Jobs: loading and validating job files (the JSON mapping of v1::JobSpec), and turning a job's
+// task ids into task descriptors lazily, so a job of 10 million tasks costs a few bytes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/protocol.h"
+
+namespace taskfarm::ventilator {
+
+inline constexpr uint32_t kDefaultMaxAttempts = 3;
+inline constexpr uint64_t kMaxTasksPerJob = UINT32_MAX;
+
+// Returns: the job in `path`. Throws: SetupError (missing file, malformed JSON, unknown field,
+// invalid job) with a one-line message naming the file and the problem.
+v1::JobSpec load_job_file(const std::string& path);
+
+// Returns: the job parsed from JSON text, named `default_name` when it has no name (or after
+// its first kernel when that is empty too). Throws: SetupError.
+v1::JobSpec parse_job_json(const std::string& json, const std::string& where = "job",
+                           const std::string& default_name = "");
+
+// Checks every entry (known kernel, sizes within limits, payload format, counts) and fills
+// defaults (name, max_attempts). Throws: SetupError naming the entry and the problem.
+void validate_job(v1::JobSpec& job, const std::string& where = "job");
+
+class Job {
+ public:
+  Job(uint64_t id, v1::JobSpec spec);
+
+  uint64_t id() const { return id_; }
+  const v1::JobSpec& spec() const { return spec_; }
+  uint64_t total() const { return total_; }
+
+  // Fills `task` with the descriptor of task `task_id` (attempt and sent time left to the caller).
+  void fill(uint64_t task_id, v1::Task* task) const;
+
+ private:
+  uint64_t id_;
+  v1::JobSpec spec_;
+  std::vector<uint64_t> starts_;  // first task id of each entry
+  uint64_t total_ = 0;
+};
+
+}  // namespace taskfarm::ventilator

@@ -1,0 +1,76 @@
+// taskfarm-ventilator: one batch from flags or a job file, dispatched to the connected workers.
+#include <fmt/core.h>
+
+#include "common/cli.h"
+#include "common/endpoints.h"
+#include "common/errors.h"
+#include "kernels/kernel.h"
+#include "ventilator/job.h"
+#include "ventilator/ventilator.h"
+
+int main(int argc, char** argv) {
+  using namespace taskfarm;
+  CLI::App app{"Sends one batch of tasks to the workers and waits until the sink has every result.",
+               "taskfarm-ventilator"};
+  ventilator::VentilatorOptions opt;
+  SinkEndpoints sink;
+  std::string bind_spec, job_file, kernel;
+  uint64_t tasks = 0, seed = 1;
+  int64_t size = 0;
+  double wait_sink_s = 0, worker_timeout_s = 3, task_timeout_s = 0;
+  auto* job_opt = app.add_option("--job", job_file, "job file (JSON, see examples/)");
+  auto* kernel_opt =
+      app.add_option("--kernel", kernel, "kernel: " + kernels::KernelRegistry::instance().names())
+          ->excludes(job_opt);
+  app.add_option("--tasks", tasks, "number of tasks")->excludes(job_opt)->needs(kernel_opt);
+  app.add_option("--size", size, "task size (elements, N, microseconds: see kernels/README.md)")
+      ->excludes(job_opt);
+  app.add_option("--seed", seed, "generator seed")->excludes(job_opt)->capture_default_str();
+  app.add_option("--bind", bind_spec, "task endpoint to bind (default tcp://*:5557)");
+  sink.add_flags(app);
+  app.add_option("--window", opt.policy.window, "most unresolved tasks at once")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{100'000'000}))
+      ->capture_default_str();
+  app.add_option("--max-attempts", opt.policy.max_attempts,
+                 "attempts before a task is failed (job files may set max_attempts)")
+      ->check(CLI::Range(1, 100))
+      ->capture_default_str();
+  app.add_option("--worker-timeout", worker_timeout_s,
+                 "seconds of silence after which a worker's tasks are re-issued")
+      ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str();
+  app.add_option("--task-timeout", task_timeout_s,
+                 "re-issue a task held longer than this many seconds (0: never)")
+      ->check(CLI::Range(0.0, 1e6))
+      ->capture_default_str();
+  app.add_option("--wait-sink", wait_sink_s, "give up if the sink does not answer (0: wait)")
+      ->check(CLI::Range(0.0, 1e6));
+  add_common_flags(app);
+  return cli_main(app, argc, argv, [&] {
+    v1::JobSpec spec;
+    if (!job_file.empty()) {
+      spec = ventilator::load_job_file(job_file);
+    } else {
+      if (kernel.empty()) throw SetupError("give --job FILE or --kernel K --tasks N");
+      if (tasks == 0) throw SetupError("--tasks must be at least 1");
+      auto* t = spec.add_tasks();
+      t->set_kernel(kernel);
+      t->set_count(tasks);
+      t->set_size(size);
+      t->set_seed(seed);
+      spec.set_name(fmt::format("{}-{}x{}", kernel, tasks, size));
+      spec.set_max_attempts(opt.policy.max_attempts);
+    }
+    ventilator::validate_job(spec, job_file.empty() ? "flags" : job_file);
+    opt.policy.max_attempts = spec.max_attempts();
+    opt.policy.worker_timeout_ms = static_cast<int64_t>(worker_timeout_s * 1000);
+    opt.policy.task_timeout_ms = static_cast<int64_t>(task_timeout_s * 1000);
+    opt.heartbeat_ms = std::max<int64_t>(20, opt.policy.worker_timeout_ms / 6);
+    opt.sink_wait_ms = static_cast<int64_t>(wait_sink_s * 1000);
+    opt.tasks_bind = bind_endpoint(bind_spec, kTasksPort);
+    opt.sink_results = sink.results_endpoint();
+    opt.sink_control = sink.control_endpoint();
+    ventilator::Ventilator v(opt);
+    return v.run_batch(std::move(spec));
+  });
+}

@@ -1,0 +1,157 @@
+#include "worker/executor.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <new>
+
+#include "common/clock.h"
+#include "common/errors.h"
+
+namespace taskfarm::worker {
+
+v1::Result run_task(const v1::Task& task, const TaskRunner& runner) {
+  v1::Result r;
+  r.set_job_id(task.job_id());
+  r.set_task_id(task.task_id());
+  r.set_attempt(task.attempt());
+  r.set_kernel(task.kernel());
+  r.set_sent_ns(task.sent_ns());
+  kernels::TaskInput in;
+  in.size = task.size();
+  in.seed = task.seed();
+  in.index = task.index();
+  in.count = task.count();
+  in.payload = task.payload();
+  const auto& clock = SystemClock::instance();
+  r.set_started_ns(clock.wall_ns());
+  try {
+    const kernels::KernelOutput out = runner(task.kernel(), in);
+    r.set_status(v1::STATUS_OK);
+    r.set_checksum(out.checksum);
+    r.set_value(out.value);
+    r.set_bytes(out.bytes);
+    r.set_flops(out.flops);
+  } catch (const kernels::KernelError& e) {
+    r.set_status(v1::STATUS_FAILED);
+    r.set_error(e.what());
+    r.set_retryable(e.retryable());
+  } catch (const std::bad_alloc&) {
+    r.set_status(v1::STATUS_FAILED);
+    r.set_error("out of memory");
+    r.set_retryable(true);
+  } catch (const std::exception& e) {
+    r.set_status(v1::STATUS_FAILED);
+    r.set_error(e.what());
+    r.set_retryable(true);
+  }
+  r.set_finished_ns(clock.wall_ns());
+  return r;
+}
+
+Executor::Executor(int threads, std::function<TaskRunner()> make_runner) {
+  event_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (event_fd_ < 0) throw SetupError("eventfd failed");
+  for (int i = 0; i < threads; ++i) threads_.emplace_back(&Executor::loop, this, make_runner, i);
+  std::unique_lock lock(mu_);
+  started_cv_.wait(lock, [&] { return ready_ == threads || !start_error_.empty(); });
+  if (!start_error_.empty()) {
+    const std::string why = start_error_;
+    stopping_ = true;
+    cv_.notify_all();
+    lock.unlock();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+    close(event_fd_);
+    throw SetupError(why);
+  }
+}
+
+Executor::~Executor() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) t.join();
+  if (event_fd_ >= 0) close(event_fd_);
+}
+
+void Executor::loop(std::function<TaskRunner()> make_runner, int) {
+  TaskRunner runner;
+  try {
+    runner = make_runner();
+  } catch (const std::exception& e) {
+    std::lock_guard lock(mu_);
+    if (start_error_.empty()) start_error_ = e.what();
+    started_cv_.notify_all();
+    return;
+  }
+  {
+    std::lock_guard lock(mu_);
+    ++ready_;
+  }
+  started_cv_.notify_all();
+  // Fault injection for tests: crash the whole process on one task id.
+  const char* crash_env = std::getenv("TASKFARM_TEST_CRASH_TASK");
+  const long long crash_task = crash_env ? std::atoll(crash_env) : -1;
+  for (;;) {
+    v1::Task task;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping
+      task = std::move(queue_.front());
+      queue_.pop_front();
+      ++running_;
+    }
+    if (crash_task >= 0 && task.task_id() == static_cast<uint64_t>(crash_task)) std::abort();
+    v1::Result r = run_task(task, runner);
+    const int64_t took = r.finished_ns() - r.started_ns();
+    {
+      std::lock_guard lock(mu_);
+      --running_;
+      avg_ns_ = avg_ns_ == 0 ? took : (avg_ns_ * 7 + took) / 8;
+      done_.push_back(std::move(r));
+    }
+    const uint64_t one = 1;
+    [[maybe_unused]] auto n = write(event_fd_, &one, sizeof one);
+  }
+}
+
+void Executor::submit(v1::Task task) {
+  {
+    std::lock_guard lock(mu_);
+    queue_.push_back(std::move(task));
+  }
+  cv_.notify_one();
+}
+
+std::vector<v1::Task> Executor::take_unstarted() {
+  std::lock_guard lock(mu_);
+  std::vector<v1::Task> out(std::make_move_iterator(queue_.begin()),
+                            std::make_move_iterator(queue_.end()));
+  queue_.clear();
+  return out;
+}
+
+void Executor::collect(std::vector<v1::Result>& out) {
+  uint64_t count;
+  [[maybe_unused]] auto n = read(event_fd_, &count, sizeof count);
+  std::lock_guard lock(mu_);
+  for (auto& r : done_) out.push_back(std::move(r));
+  done_.clear();
+}
+
+size_t Executor::pending() const {
+  std::lock_guard lock(mu_);
+  return queue_.size() + running_ + done_.size();
+}
+
+int64_t Executor::average_task_ns() const {
+  std::lock_guard lock(mu_);
+  return avg_ns_;
+}
+
+}  // namespace taskfarm::worker

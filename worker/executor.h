@@ -1,0 +1,66 @@
+// Runs tasks on a pool of threads, each with its own kernel runner (a CPU slot, or a CUDA stream
+// with its buffers). The event loop submits tasks and collects results; a notification file
+// descriptor (eventfd) lets it poll for completions next to its ZeroMQ sockets.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/protocol.h"
+#include "kernels/kernel.h"
+
+namespace taskfarm::worker {
+
+// Runs one task. Returns: the output. Throws: KernelError (or anything: reported as failed).
+using TaskRunner = std::function<kernels::KernelOutput(std::string_view kernel,
+                                                       const kernels::TaskInput& in)>;
+
+class Executor {
+ public:
+  // Starts `threads` threads; each calls `make_runner` once to build its own runner.
+  // Throws: whatever make_runner throws in the first thread (e.g. no usable device).
+  Executor(int threads, std::function<TaskRunner()> make_runner);
+  ~Executor();
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+
+  void submit(v1::Task task);
+  // Removes and returns the tasks no thread has started.
+  std::vector<v1::Task> take_unstarted();
+  // Moves finished results into `out` and clears the notification.
+  void collect(std::vector<v1::Result>& out);
+  // Returns: tasks queued or running.
+  size_t pending() const;
+  // Returns: a file descriptor that is readable while results wait to be collected.
+  int notify_fd() const { return event_fd_; }
+  // Exponential average of task run time in nanoseconds (0 before the first task).
+  int64_t average_task_ns() const;
+  int threads() const { return static_cast<int>(threads_.size()); }
+
+ private:
+  void loop(std::function<TaskRunner()> make_runner, int index);
+
+  mutable std::mutex mu_;  // guards queue_, done_, running_, stopping_, avg_ns_, start_error_
+  std::condition_variable cv_;
+  std::condition_variable started_cv_;
+  std::deque<v1::Task> queue_;
+  std::vector<v1::Result> done_;
+  size_t running_ = 0;
+  bool stopping_ = false;
+  int64_t avg_ns_ = 0;
+  int ready_ = 0;
+  std::string start_error_;
+  int event_fd_ = -1;
+  std::vector<std::thread> threads_;
+};
+
+// Returns: the result of running `task` with `runner` (never throws; failures become results).
+v1::Result run_task(const v1::Task& task, const TaskRunner& runner);
+
+}  // namespace taskfarm::worker

@@ -1,0 +1,47 @@
+// taskfarm-worker: pulls tasks from the ventilator, runs them on CPU threads or a GPU, pushes
+// results to the sink.
+#include "common/cli.h"
+#include "common/endpoints.h"
+#include "worker/worker.h"
+
+int main(int argc, char** argv) {
+  using namespace taskfarm;
+  CLI::App app{"Runs tasks from the ventilator and sends the results to the sink.",
+               "taskfarm-worker"};
+  worker::WorkerOptions opt;
+  SinkEndpoints sink;
+  std::string ventilator = "localhost";
+  double peer_timeout_s = 3, drain_timeout_s = 30;
+  app.add_option("--ventilator", ventilator, "ventilator HOST, HOST:PORT or endpoint (port 5557)")
+      ->capture_default_str();
+  sink.add_flags(app);
+  app.add_option("--id", opt.id, "worker name in reports (default HOST-PID)");
+  app.add_option("--device", opt.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  app.add_option("--threads", opt.threads, "CPU tasks run at once (default: number of cores)")
+      ->check(CLI::Range(1, 4096));
+  app.add_option("--streams", opt.streams, "CUDA streams, i.e. GPU tasks in flight at once")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  app.add_option("--prefetch", opt.prefetch,
+                 "tasks queued beyond the running ones (default: adaptive, ~2 ms of work)")
+      ->check(CLI::Range(1, 1'000'000));
+  app.add_option("--peer-timeout", peer_timeout_s,
+                 "seconds without word from the ventilator before registering again")
+      ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str();
+  app.add_option("--drain-timeout", drain_timeout_s,
+                 "on SIGINT/SIGTERM, seconds to let running tasks finish")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str();
+  add_common_flags(app);
+  return cli_main(app, argc, argv, [&] {
+    opt.ventilator = connect_endpoint(ventilator, kTasksPort);
+    opt.sink_results = sink.results_endpoint();
+    opt.sink_control = sink.control_endpoint();
+    opt.peer_timeout_ms = static_cast<int64_t>(peer_timeout_s * 1000);
+    opt.heartbeat_ms = std::max<int64_t>(20, opt.peer_timeout_ms / 6);
+    opt.drain_timeout_ms = static_cast<int64_t>(drain_timeout_s * 1000);
+    worker::Worker w(opt);
+    return w.run();
+  });
+}

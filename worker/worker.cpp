@@ -1,0 +1,348 @@
+#include "worker/worker.h"
+
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <thread>
+
+#include "common/clock.h"
+#include "common/errors.h"
+#include "common/log.h"
+#include "common/net.h"
+#include "common/protocol.h"
+#include "common/signals.h"
+#include "kernels/cuda/gpu.h"
+#include "worker/executor.h"
+
+namespace taskfarm::worker {
+namespace {
+
+// Most results per message to the sink.
+constexpr int kMaxResultsPerMessage = 1024;
+// Adaptive prefetch: keep about this much queued work per slot, within [1, kMaxExtra] tasks.
+constexpr int64_t kPrefetchTargetNs = 2'000'000;
+constexpr int64_t kMaxExtraPerSlot = 1024;
+
+struct DeviceChoice {
+  int cuda = -1;  // -1: CPU
+  std::string description;
+};
+
+DeviceChoice choose_device(const std::string& device) {
+  if (device == "cpu") return {-1, "cpu"};
+  std::string why;
+  const auto devices = kernels::gpu::list_devices(&why);
+  auto describe = [&](int i) {
+    return fmt::format("cuda:{} ({})", i, devices[static_cast<size_t>(i)].name);
+  };
+  if (device == "auto") {
+    if (!devices.empty()) return {0, describe(0)};
+    log::info("no usable GPU ({}); running kernels on the CPU", why);
+    return {-1, "cpu"};
+  }
+  if (device == "cuda") {
+    if (devices.empty()) throw SetupError(fmt::format("--device cuda: no usable GPU ({})", why));
+    return {0, describe(0)};
+  }
+  if (device.rfind("cuda:", 0) == 0) {
+    const std::string n = device.substr(5);
+    if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos || n.size() > 3) {
+      throw SetupError(fmt::format("--device {}: expected cuda:N", device));
+    }
+    const int i = std::stoi(n);
+    if (devices.empty()) {
+      throw SetupError(fmt::format("--device {}: no usable GPU ({})", device, why));
+    }
+    if (i >= static_cast<int>(devices.size())) {
+      throw SetupError(fmt::format("--device {}: only {} GPU(s) here", device, devices.size()));
+    }
+    return {i, describe(i)};
+  }
+  throw SetupError(fmt::format("--device {}: expected auto, cpu, cuda or cuda:N", device));
+}
+
+}  // namespace
+
+struct Worker::Impl {
+  WorkerOptions opt;
+  const Clock& clock = SystemClock::instance();
+  DeviceChoice device;
+  v1::WorkerInfo info;
+  std::atomic<uint64_t> gpu_bytes{0};
+  std::unique_ptr<Executor> executor;
+  zmq::context_t ctx{1};
+  zmq::socket_t vent{ctx, zmq::socket_type::dealer};
+  zmq::socket_t results{ctx, zmq::socket_type::push};
+  zmq::socket_t control{ctx, zmq::socket_type::sub};
+  RejectCounter rejects{"worker"};
+
+  // Flow control: held = tasks received and not yet reported; outstanding = credit granted
+  // and not yet used by the ventilator.
+  int64_t held = 0;
+  int64_t outstanding = 0;
+  bool registered = false;
+  uint64_t ventilator_epoch = 0;
+  int64_t last_heard_ns = 0;
+  int64_t next_hello_ns = 0;
+  std::vector<v1::Result> unsent;  // results waiting for the sink's socket
+
+  explicit Impl(WorkerOptions o) : opt(std::move(o)) {
+    device = choose_device(opt.device);
+    const int slots = device.cuda >= 0 ? opt.streams
+                                       : (opt.threads > 0 ? opt.threads
+                                                          : static_cast<int>(std::max(
+                                                                1u, std::thread::hardware_concurrency())));
+    if (opt.id.empty()) opt.id = fmt::format("{}-{}", host_name(), getpid());
+    info.set_id(opt.id);
+    info.set_host(host_name());
+    info.set_device(device.description);
+    info.set_slots(static_cast<uint32_t>(slots));
+
+    if (device.cuda >= 0) {
+      const int dev = device.cuda;
+      executor = std::make_unique<Executor>(slots, [dev, this]() -> TaskRunner {
+        std::shared_ptr<kernels::gpu::StreamRunner> runner = kernels::gpu::StreamRunner::create(dev);
+        return [runner, this](std::string_view kernel, const kernels::TaskInput& in) {
+          auto out = runner->run(kernel, in);
+          gpu_bytes.store(runner->device_bytes_in_use(), std::memory_order_relaxed);
+          return out;
+        };
+      });
+    } else {
+      executor = std::make_unique<Executor>(slots, []() -> TaskRunner {
+        return [](std::string_view kernel, const kernels::TaskInput& in) {
+          return kernels::KernelRegistry::instance().run_cpu(kernel, in);
+        };
+      });
+    }
+
+    configure_socket(vent, opt.max_message_bytes);
+    vent.set(zmq::sockopt::routing_id, fmt::format("{}-{:08x}", opt.id, random_u64() & 0xffffffff));
+    vent.set(zmq::sockopt::immediate, 1);  // never queue Hello/credit for a missing ventilator
+    configure_socket(results, opt.max_message_bytes, 5000);  // linger: deliver last results
+    configure_socket(control, opt.max_message_bytes);
+    control.set(zmq::sockopt::subscribe, kTopicCtl);
+    connect_socket(vent, opt.ventilator, "ventilator");
+    connect_socket(results, opt.sink_results, "sink results");
+    connect_socket(control, opt.sink_control, "sink control");
+  }
+
+  int64_t window() const {
+    const int64_t slots = executor->threads();
+    if (opt.prefetch > 0) return slots + opt.prefetch;
+    const int64_t avg = executor->average_task_ns();
+    int64_t extra_per_slot = 1;
+    if (avg > 0) extra_per_slot = std::clamp<int64_t>(kPrefetchTargetNs / avg, 1, kMaxExtraPerSlot);
+    return slots + slots * extra_per_slot;
+  }
+
+  // Returns: false when the ventilator is not connected (the message was not queued).
+  bool send_vent(v1::Envelope& env) {
+    try {
+      return vent.send(encode(env), zmq::send_flags::dontwait).has_value();
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EAGAIN || e.num() == EINTR) return false;
+      throw;
+    }
+  }
+
+  void hello() {
+    const int64_t credit = std::max<int64_t>(0, window() - held);
+    v1::Envelope env;
+    *env.mutable_hello()->mutable_worker() = info;
+    env.mutable_hello()->set_credit(static_cast<uint32_t>(credit));
+    registered = false;
+    if (send_vent(env)) {
+      outstanding = credit;
+      log::debug("hello sent with credit {}", credit);
+    }
+    next_hello_ns = clock.steady_ns() + ms_to_ns(1000);
+  }
+
+  void grant_credit() {
+    if (!registered) return;
+    const int64_t give = window() - held - outstanding;
+    if (give <= 0) return;
+    v1::Envelope env;
+    env.mutable_credit()->set_credit(static_cast<uint32_t>(give));
+    if (send_vent(env)) {
+      outstanding += give;
+    } else {
+      registered = false;  // say Hello again once the ventilator is back
+    }
+  }
+
+  void on_ventilator(const v1::Envelope& env) {
+    last_heard_ns = clock.steady_ns();
+    switch (env.body_case()) {
+      case v1::Envelope::kTasks: {
+        const int n = env.tasks().tasks_size();
+        outstanding = std::max<int64_t>(0, outstanding - n);
+        held += n;
+        for (const auto& t : env.tasks().tasks()) executor->submit(t);
+        break;
+      }
+      case v1::Envelope::kWelcome:
+        registered = true;
+        ventilator_epoch = env.welcome().epoch();
+        log::info("registered with the ventilator at {} ({} slots, {})", opt.ventilator,
+                  info.slots(), info.device());
+        break;
+      case v1::Envelope::kHeartbeat:
+        if (registered && env.heartbeat().epoch() != ventilator_epoch) {
+          log::info("the ventilator restarted; registering again");
+          hello();
+        }
+        break;
+      case v1::Envelope::kReconnect:
+        log::info("the ventilator does not know this worker; registering again");
+        hello();
+        break;
+      default:
+        rejects.reject(fmt::format("unexpected '{}' message from the ventilator", body_name(env)));
+    }
+  }
+
+  // Returns: true when told to exit.
+  bool on_control(const v1::Envelope& env) {
+    if (env.body_case() == v1::Envelope::kKill) {
+      log::info("the sink says the batch is over; exiting");
+      return true;
+    }
+    if (env.body_case() == v1::Envelope::kBatchEnd) {
+      log::debug("batch {:016x} ended", env.batch_end().job_id());
+    }
+    return false;
+  }
+
+  void send_results() {
+    executor->collect(unsent);
+    if (unsent.empty()) return;
+    info.set_gpu_mem_bytes(gpu_bytes.load(std::memory_order_relaxed));
+    size_t sent = 0;
+    while (sent < unsent.size()) {
+      const size_t n = std::min<size_t>(kMaxResultsPerMessage, unsent.size() - sent);
+      v1::Envelope env;
+      auto* batch = env.mutable_results();
+      *batch->mutable_worker() = info;
+      for (size_t i = 0; i < n; ++i) *batch->add_results() = std::move(unsent[sent + i]);
+      bool ok = false;
+      try {
+        ok = results.send(encode(env), zmq::send_flags::dontwait).has_value();
+      } catch (const zmq::error_t& e) {
+        if (e.num() != EAGAIN && e.num() != EINTR) throw;
+      }
+      if (!ok) {  // sink queue full or sink missing: keep them, try again later
+        for (size_t i = 0; i < n; ++i) unsent[sent + i] = std::move(*batch->mutable_results(static_cast<int>(i)));
+        break;
+      }
+      sent += n;
+    }
+    unsent.erase(unsent.begin(), unsent.begin() + static_cast<std::ptrdiff_t>(sent));
+    held -= static_cast<int64_t>(sent);
+    grant_credit();
+  }
+
+  void drain_socket(zmq::socket_t& s, bool topic_frame, bool& kill) {
+    zmq::message_t first, frame;
+    for (int i = 0; i < 1000; ++i) {
+      if (!s.recv(first, zmq::recv_flags::dontwait)) return;
+      zmq::message_t* body = &first;
+      if (topic_frame) {
+        if (!first.more()) continue;
+        (void)s.recv(frame, zmq::recv_flags::none);
+        body = &frame;
+      }
+      if (body->more()) {
+        while (body->more()) (void)s.recv(*body, zmq::recv_flags::none);
+        rejects.reject("multipart message");
+        continue;
+      }
+      Decoded d = decode(*body);
+      if (!d) {
+        rejects.reject(d.error);
+        continue;
+      }
+      if (topic_frame) {
+        kill = kill || on_control(*d.envelope);
+      } else {
+        on_ventilator(*d.envelope);
+      }
+    }
+  }
+
+  // Graceful leave: hand back unstarted tasks, finish the running ones.
+  void leave() {
+    auto unstarted = executor->take_unstarted();
+    v1::Envelope bye;
+    for (const auto& t : unstarted) {
+      auto* ref = bye.mutable_goodbye()->add_returned();
+      ref->set_job_id(t.job_id());
+      ref->set_task_id(t.task_id());
+    }
+    bye.mutable_goodbye();
+    (void)send_vent(bye);
+    held -= static_cast<int64_t>(unstarted.size());
+    log::info("stopping: returned {} unstarted tasks, finishing {} running", unstarted.size(),
+              executor->pending());
+    const int64_t deadline = clock.steady_ns() + ms_to_ns(opt.drain_timeout_ms);
+    const int stops = stop_count();
+    while ((executor->pending() > 0 || !unsent.empty()) && clock.steady_ns() < deadline &&
+           stop_count() == stops) {
+      zmq::pollitem_t items[] = {{nullptr, executor->notify_fd(), ZMQ_POLLIN, 0}};
+      try {
+        zmq::poll(items, 1, std::chrono::milliseconds(50));
+      } catch (const zmq::error_t&) {
+      }
+      send_results();
+      v1::Envelope hb;  // keep the lease alive while draining
+      hb.mutable_heartbeat();
+      (void)send_vent(hb);
+    }
+  }
+
+  int run() {
+    log::info("worker {} ({}, {} slots): ventilator {}, sink {}", info.id(), info.device(),
+              info.slots(), opt.ventilator, opt.sink_results);
+    int64_t next_heartbeat = 0;
+    bool kill = false;
+    hello();
+    while (!kill && !stop_requested()) {
+      const int64_t now = clock.steady_ns();
+      if (!registered && now >= next_hello_ns) hello();
+      if (registered && now - last_heard_ns > ms_to_ns(opt.peer_timeout_ms)) {
+        log::warn("no word from the ventilator for {:.1f} s; registering again",
+                  static_cast<double>(now - last_heard_ns) * 1e-9);
+        hello();
+      }
+      if (now >= next_heartbeat) {
+        v1::Envelope hb;
+        hb.mutable_heartbeat();
+        if (registered && !send_vent(hb)) registered = false;
+        next_heartbeat = now + ms_to_ns(opt.heartbeat_ms);
+      }
+      zmq::pollitem_t items[] = {{vent.handle(), 0, ZMQ_POLLIN, 0},
+                                 {control.handle(), 0, ZMQ_POLLIN, 0},
+                                 {nullptr, executor->notify_fd(), ZMQ_POLLIN, 0}};
+      try {
+        zmq::poll(items, 3, std::chrono::milliseconds(unsent.empty() ? 100 : 10));
+      } catch (const zmq::error_t& e) {
+        if (e.num() == EINTR) continue;
+        throw;
+      }
+      if (items[0].revents & ZMQ_POLLIN) drain_socket(vent, false, kill);
+      if (items[1].revents & ZMQ_POLLIN) drain_socket(control, true, kill);
+      if ((items[2].revents & ZMQ_POLLIN) || !unsent.empty()) send_results();
+    }
+    if (stop_requested()) leave();
+    return kExitOk;
+  }
+};
+
+Worker::Worker(WorkerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+Worker::~Worker() = default;
+int Worker::run() { return impl_->run(); }
+
+}  // namespace taskfarm::worker
