@@ -14,6 +14,6 @@ class SetupError : public std::runtime_error {
 };
 
 // Process exit codes (DESIGN.md).
-enum ExitCode : int { kExitOk = 0, kExitSetup = 1, kExitTasksFailed = 2 };
+enum ExitCode : int { kExitOk = 0, kExitSetup = 1, kExitTasksFailed = 2, kExitInterrupted = 130 };
 
 }  // namespace taskfarm

@@ -191,7 +191,7 @@ struct Sink::Impl {
     log::warn("interrupted{}", job ? fmt::format(" with batch '{}' at {}/{}", job->name(),
                                                  job->done(), job->total())
                                    : std::string());
-    return kExitSetup;
+    return kExitInterrupted;
   }
 };
 

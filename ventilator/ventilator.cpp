@@ -12,7 +12,6 @@
 
 namespace taskfarm::ventilator {
 
-inline constexpr int kExitInterrupted = 130;
 
 struct Ventilator::Impl {
   VentilatorOptions opt;

@@ -93,9 +93,11 @@ void Executor::loop(std::function<TaskRunner()> make_runner, int) {
     ++ready_;
   }
   started_cv_.notify_all();
-  // Fault injection for tests: crash the whole process on one task id.
+  // Fault injection for tests: crash the whole process on one task id, or fail one task.
   const char* crash_env = std::getenv("TASKFARM_TEST_CRASH_TASK");
   const long long crash_task = crash_env ? std::atoll(crash_env) : -1;
+  const char* fail_env = std::getenv("TASKFARM_TEST_FAIL_TASK");
+  const long long fail_task = fail_env ? std::atoll(fail_env) : -1;
   for (;;) {
     v1::Task task;
     {
@@ -108,6 +110,11 @@ void Executor::loop(std::function<TaskRunner()> make_runner, int) {
     }
     if (crash_task >= 0 && task.task_id() == static_cast<uint64_t>(crash_task)) std::abort();
     v1::Result r = run_task(task, runner);
+    if (fail_task >= 0 && task.task_id() == static_cast<uint64_t>(fail_task)) {
+      r.set_status(v1::STATUS_FAILED);
+      r.set_error("injected failure (TASKFARM_TEST_FAIL_TASK)");
+      r.set_retryable(false);
+    }
     const int64_t took = r.finished_ns() - r.started_ns();
     {
       std::lock_guard lock(mu_);

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Configures and builds taskfarm (Release) into build/, executables in build/bin/.
+# Extra arguments go to cmake's configure step, e.g. -DTASKFARM_ENABLE_CUDA=OFF.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR=${BUILD_DIR:-build}
+generator=()
+command -v ninja >/dev/null && [ ! -f "$BUILD_DIR/CMakeCache.txt" ] && generator=(-G Ninja)
+cmake -S . -B "$BUILD_DIR" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release "$@"
+cmake --build "$BUILD_DIR" -j"$(nproc)"

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the Debian packages taskfarm needs, only those that are missing.
+set -euo pipefail
+packages=(build-essential cmake ninja-build pkg-config libzmq3-dev cppzmq-dev libprotobuf-dev
+          protobuf-compiler libfmt-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
+          python3-zmq python3-protobuf)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}" >&2
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
