@@ -150,6 +150,7 @@ struct Sink::Impl {
     be->set_job_id(job->job_id());
     be->set_tasks_ok(job->ok());
     be->set_tasks_failed(job->failed());
+    be->set_stop_workers(!opt.keep_workers);
     publish(kTopicCtl, end);
     if (!opt.keep_workers) {
       v1::Envelope kill;

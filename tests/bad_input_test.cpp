@@ -121,6 +121,7 @@ TEST(BadInput, GarbageFramesAtEveryBoundSocketAreRejectedAndCounted) {
   }
   Farm farm;
   auto sink = farm.sink({"--max-message-mb", "1"});
+  ASSERT_TRUE(sink.wait_for_log("results on", 10s)) << sink.err();  // bound
   zmq::context_t ctx;
   std::mt19937 gen(1);
   auto junk = [&](size_t n) {
@@ -161,6 +162,7 @@ TEST(BadInput, GarbageFramesAtEveryBoundSocketAreRejectedAndCounted) {
   }
   auto w = farm.worker("w");
   auto vent = farm.ventilator({"--kernel", "sort", "--tasks", "40", "--size", "1000"});
+  ASSERT_TRUE(vent.wait_for_log("tasks on", 10s)) << vent.err();  // bound
   {
     zmq::socket_t dealer(ctx, zmq::socket_type::dealer);
     dealer.set(zmq::sockopt::linger, 1000);

@@ -166,6 +166,27 @@ TEST(Dispatcher, GoodbyeReturnsUnstartedTasksWithoutAnAttempt) {
   for (const auto& t : as[0].tasks) EXPECT_EQ(t.attempt, 1u);
 }
 
+TEST(Dispatcher, LeavingWorkerThatDisconnectsGetsTimeForItsLastAcks) {
+  ManualClock clock;
+  DispatchPolicy p;
+  p.worker_timeout_ms = 1000;
+  Dispatcher d(p, clock);
+  d.add_job(1, 2);
+  (void)d.on_hello("a", info("a"), 2);
+  auto as = d.assign();
+  ASSERT_EQ(count_tasks(as), 2u);
+  d.on_goodbye("a", v1::Goodbye{});  // both tasks running; it will finish them
+  EXPECT_TRUE(d.on_unreachable("a").empty());
+  d.on_ack(ack_of(1, {as[0].tasks[0]}));  // one ack arrives in time
+  clock.advance_ms(1500);
+  EXPECT_TRUE(d.expire().empty());
+  EXPECT_EQ(d.reissued(), 1u);  // only the unacknowledged one is issued again
+  (void)d.on_hello("b", info("b"), 5);
+  auto again = d.assign();
+  ASSERT_EQ(count_tasks(again), 1u);
+  EXPECT_EQ(again[0].tasks[0].task_id, as[0].tasks[1].task_id);
+}
+
 TEST(Dispatcher, UnsendPutsTasksBackWithCredit) {
   ManualClock clock;
   Dispatcher d(DispatchPolicy{}, clock);
@@ -230,6 +251,52 @@ TEST(Dispatcher, HigherPriorityJobGoesFirstAndEqualJobsShare) {
   for (const auto& t : shared[0].tasks) ++per_job[t.job_id];
   EXPECT_EQ(per_job[1], 5);
   EXPECT_EQ(per_job[2], 5);
+}
+
+TEST(Dispatcher, LastAttemptsRunAloneSoAPoisonTaskTakesNoInnocentTaskWithIt) {
+  ManualClock clock;
+  DispatchPolicy p;
+  p.max_attempts = 2;
+  p.worker_timeout_ms = 1000;
+  Dispatcher d(p, clock);
+  d.add_job(1, 3);
+  (void)d.on_hello("a", info("a"), 3);
+  ASSERT_EQ(count_tasks(d.assign()), 3u);
+  clock.advance_ms(1500);
+  (void)d.on_hello("b", info("b"), 10);
+  EXPECT_TRUE(d.expire().empty());  // "a" lost: its 3 tasks go to their last attempt
+  std::set<uint64_t> seen;
+  for (int i = 0; i < 3; ++i) {
+    auto as = d.assign();
+    ASSERT_EQ(count_tasks(as), 1u) << "one last attempt at a time";
+    EXPECT_EQ(as[0].tasks[0].attempt, 2u);
+    EXPECT_TRUE(d.assign().empty()) << "nothing else while it runs";
+    seen.insert(as[0].tasks[0].task_id);
+    d.on_ack(ack_of(1, as[0].tasks));
+  }
+  EXPECT_EQ(seen.size(), 3u);
+  EXPECT_TRUE(d.job_done(1));
+}
+
+TEST(Dispatcher, LastAttemptGoesAloneThenNormalBatchesResume) {
+  ManualClock clock;
+  DispatchPolicy p;
+  p.max_attempts = 2;
+  p.worker_timeout_ms = 1000;
+  Dispatcher d(p, clock);
+  d.add_job(1, 1000);
+  (void)d.on_hello("a", info("a"), 1);
+  ASSERT_EQ(count_tasks(d.assign()), 1u);  // task 0 on "a"
+  clock.advance_ms(1500);
+  (void)d.on_hello("b", info("b"), 4);
+  EXPECT_TRUE(d.expire().empty());  // "a" lost: task 0 to its last attempt
+  auto first = d.assign();          // "b" is idle: it gets task 0 alone
+  ASSERT_EQ(count_tasks(first), 1u);
+  EXPECT_EQ(first[0].tasks[0].task_id, 0u);
+  EXPECT_TRUE(d.on_credit("b", 4));
+  EXPECT_TRUE(d.assign().empty());
+  d.on_ack(ack_of(1, first[0].tasks));
+  EXPECT_GT(count_tasks(d.assign()), 1u);  // back to normal batches
 }
 
 }  // namespace

@@ -87,6 +87,16 @@ class Process {
   }
 
   std::string out() const { return read_file(log_prefix_ + ".out"); }
+
+  // Returns: whether `text` appeared on the process's stderr within `timeout`.
+  bool wait_for_log(const std::string& text, std::chrono::milliseconds timeout) const {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (err().find(text) != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
   std::string err() const { return read_file(log_prefix_ + ".err"); }
 
  private:

@@ -10,6 +10,23 @@ namespace taskfarm::ventilator {
 
 bool Dispatcher::Job::has_work() const { return !requeued.empty() || next_fresh < total; }
 
+void Dispatcher::release(const Entry& e) {
+  if (e.state != State::kAssigned) return;
+  auto w = slot_to_worker_.find(e.slot);
+  if (w == slot_to_worker_.end()) return;
+  Worker& holder = workers_.at(w->second);
+  if (--holder.held == 0) holder.draining = holder.isolated = false;
+}
+
+void Dispatcher::requeue(Job& job, uint64_t task_id, Entry& e) {
+  e.state = State::kQueued;
+  if (e.attempt >= policy_.max_attempts && policy_.max_attempts > 1) {
+    job.last_chance.push_back(task_id);
+  } else {
+    job.requeued.push_back(task_id);
+  }
+}
+
 Dispatcher::Dispatcher(DispatchPolicy policy, const Clock& clock)
     : policy_(policy), clock_(clock) {}
 
@@ -24,11 +41,7 @@ void Dispatcher::add_job(uint64_t job_id, uint64_t total, int32_t priority) {
 void Dispatcher::remove_job(uint64_t job_id) {
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) return;
-  for (auto& [id, e] : it->second.open) {
-    if (e.state != State::kAssigned) continue;
-    auto w = slot_to_worker_.find(e.slot);
-    if (w != slot_to_worker_.end()) --workers_.at(w->second).held;
-  }
+  for (auto& [id, e] : it->second.open) release(e);
   jobs_.erase(it);
 }
 
@@ -54,7 +67,7 @@ size_t Dispatcher::unresolved() const {
 std::vector<GiveUp> Dispatcher::on_hello(const std::string& worker, const v1::WorkerInfo& info,
                                          uint32_t credit) {
   // Same routing id saying Hello again: it lost track of us, so its old tasks may be gone.
-  std::vector<GiveUp> give_ups = drop_worker(worker, "worker re-registered");
+  std::vector<GiveUp> give_ups = drop_worker(worker, "it registered again");
   Worker w;
   w.info = info;
   w.credit = credit;
@@ -95,14 +108,17 @@ void Dispatcher::on_goodbye(const std::string& worker, const v1::Goodbye& goodby
         e->second.slot != w.slot) {
       continue;
     }
-    e->second.state = State::kQueued;  // never started: same attempt again
-    --w.held;
-    j->second.requeued.push_back(ref.task_id());
+    release(e->second);
+    requeue(j->second, ref.task_id(), e->second);  // never started: same attempt again
   }
 }
 
 std::vector<GiveUp> Dispatcher::on_unreachable(const std::string& worker) {
-  return drop_worker(worker, "worker unreachable");
+  // A worker that said goodbye closes its connection right after its last results: give the
+  // sink's acks for them until the usual timeout before re-issuing anything.
+  auto it = workers_.find(worker);
+  if (it != workers_.end() && it->second.leaving) return {};
+  return drop_worker(worker, "connection closed");
 }
 
 std::vector<std::string> Dispatcher::worker_ids() const {
@@ -122,8 +138,7 @@ void Dispatcher::lose(Job& job, uint64_t task_id, Entry& e, const std::string& w
     return;
   }
   ++e.attempt;
-  e.state = State::kQueued;
-  job.requeued.push_back(task_id);
+  requeue(job, task_id, e);
   ++reissued_;
 }
 
@@ -137,7 +152,7 @@ std::vector<GiveUp> Dispatcher::drop_worker(const std::string& worker, const std
     for (auto& [jid, job] : jobs_) {
       for (auto& [tid, e] : job.open) {
         if (e.state == State::kAssigned && e.slot == slot) {
-          lose(job, tid, e, fmt::format("{} ({})", why, name), give_ups);
+          lose(job, tid, e, fmt::format("worker {} lost ({})", name, why), give_ups);
         }
       }
     }
@@ -154,10 +169,7 @@ void Dispatcher::on_ack(const v1::Ack& ack) {
   for (uint64_t id : ack.done()) {
     auto e = job.open.find(id);
     if (e == job.open.end()) continue;  // duplicate ack
-    if (e->second.state == State::kAssigned) {
-      auto w = slot_to_worker_.find(e->second.slot);
-      if (w != slot_to_worker_.end()) --workers_.at(w->second).held;
-    }
+    release(e->second);
     job.open.erase(e);
     ++job.acked;
   }
@@ -168,11 +180,9 @@ void Dispatcher::on_ack(const v1::Ack& ack) {
   for (uint64_t id : ack.retry()) {
     auto e = job.open.find(id);
     if (e == job.open.end() || e->second.state != State::kAssigned) continue;
-    auto w = slot_to_worker_.find(e->second.slot);
-    if (w != slot_to_worker_.end()) --workers_.at(w->second).held;
+    release(e->second);
     ++e->second.attempt;
-    e->second.state = State::kQueued;
-    job.requeued.push_back(id);
+    requeue(job, id, e->second);
     ++reissued_;
   }
 }
@@ -201,8 +211,24 @@ std::vector<Assignment> Dispatcher::assign() {
   std::sort(order.begin(), order.end(),
             [](const auto& a, const auto& b) { return a.first > b.first; });
   const int64_t now = clock_.steady_ns();
+  // A last attempt needs an idle worker: reserve the least busy one if none is idle.
+  bool last_chance_waiting = false;
+  for (auto& [jid, job] : jobs_) last_chance_waiting |= !job.last_chance.empty();
+  if (last_chance_waiting) {
+    bool reserved = false;
+    Worker* least = nullptr;
+    for (auto& [id, w] : workers_) {
+      if (w.leaving || w.isolated) continue;
+      reserved |= w.draining || w.held == 0;
+      if (!least || w.held < least->held) least = &w;
+    }
+    if (!reserved && least) least->draining = true;
+  }
   for (auto& [credit, it] : order) {
     Worker& w = it->second;
+    if (w.isolated) continue;
+    if (last_chance_waiting && w.held == 0 && assign_last_chance(w, it->first, now, out)) continue;
+    if (w.draining) continue;
     Assignment a;
     a.worker = it->first;
     const int64_t want = std::min<int64_t>(w.credit, policy_.max_batch);
@@ -234,6 +260,28 @@ std::vector<Assignment> Dispatcher::assign() {
   return out;
 }
 
+bool Dispatcher::assign_last_chance(Worker& w, const std::string& id, int64_t now,
+                                    std::vector<Assignment>& out) {
+  for (auto& [jid, job] : jobs_) {
+    while (!job.last_chance.empty()) {
+      const uint64_t tid = job.last_chance.front();
+      job.last_chance.pop_front();
+      auto f = job.open.find(tid);
+      if (f == job.open.end() || f->second.state != State::kQueued) continue;  // stale
+      f->second.state = State::kAssigned;
+      f->second.slot = w.slot;
+      f->second.since_ns = now;
+      w.isolated = true;
+      w.draining = false;
+      --w.credit;
+      ++w.held;
+      out.push_back(Assignment{id, {Issue{job.id, tid, f->second.attempt}}});
+      return true;
+    }
+  }
+  return false;
+}
+
 void Dispatcher::unsend(const Assignment& a) {
   auto it = workers_.find(a.worker);
   // Back to the front of the queue in their original order.
@@ -243,12 +291,13 @@ void Dispatcher::unsend(const Assignment& a) {
     if (j == jobs_.end()) continue;
     auto e = j->second.open.find(t.task_id);
     if (e == j->second.open.end() || e->second.state != State::kAssigned) continue;
+    release(e->second);
     e->second.state = State::kQueued;
-    j->second.requeued.push_front(t.task_id);
-    if (it != workers_.end()) {
-      --it->second.held;
-      ++it->second.credit;
-    }
+    auto& queue = t.attempt >= policy_.max_attempts && policy_.max_attempts > 1
+                      ? j->second.last_chance
+                      : j->second.requeued;
+    queue.push_front(t.task_id);
+    if (it != workers_.end()) ++it->second.credit;
   }
 }
 
@@ -264,7 +313,7 @@ std::vector<GiveUp> Dispatcher::expire() {
     log::warn("worker {} lost: silent for {:.1f} s, re-issuing its {} tasks", w.info.id(),
               static_cast<double>(now - w.last_seen_ns) * 1e-9, w.held);
     ++workers_lost_;
-    auto g = drop_worker(id, fmt::format("worker lost after {:.1f} s of silence",
+    auto g = drop_worker(id, fmt::format("silent for {:.1f} s",
                                          static_cast<double>(policy_.worker_timeout_ms) * 1e-3));
     give_ups.insert(give_ups.end(), g.begin(), g.end());
   }
@@ -274,8 +323,7 @@ std::vector<GiveUp> Dispatcher::expire() {
         if (e.state != State::kAssigned || now - e.since_ns <= ms_to_ns(policy_.task_timeout_ms)) {
           continue;
         }
-        auto w = slot_to_worker_.find(e.slot);
-        if (w != slot_to_worker_.end()) --workers_.at(w->second).held;
+        release(e);
         lose(job, tid, e,
              fmt::format("task timed out after {:.1f} s",
                          static_cast<double>(policy_.task_timeout_ms) * 1e-3),

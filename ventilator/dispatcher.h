@@ -67,7 +67,8 @@ class Dispatcher {
   bool on_heartbeat(const std::string& worker);
   // The worker is leaving: takes no more tasks; `returned` were never started.
   void on_goodbye(const std::string& worker, const v1::Goodbye& goodbye);
-  // The worker cannot be reached (send failed): its tasks are re-issued at once.
+  // The worker cannot be reached (send failed): its tasks are re-issued at once, unless it is
+  // leaving (then after the worker timeout, so the acks of its last results can arrive).
   std::vector<GiveUp> on_unreachable(const std::string& worker);
   size_t workers() const { return workers_.size(); }
   std::vector<std::string> worker_ids() const;
@@ -97,6 +98,9 @@ class Dispatcher {
     bool leaving = false;
     uint64_t held = 0;
     uint32_t slot = 0;  // never reused, so a stale entry never points at a new worker
+    // Last attempts run alone, so a poison task cannot take innocent tasks down with it:
+    bool draining = false;  // reserved to run a last attempt: gets nothing new until idle
+    bool isolated = false;  // running a last attempt alone
   };
   enum class State : uint8_t { kQueued, kAssigned, kGivenUp };
   struct Entry {
@@ -114,9 +118,16 @@ class Dispatcher {
     uint64_t failed = 0;
     std::unordered_map<uint64_t, Entry> open;  // issued, not yet acknowledged
     std::deque<uint64_t> requeued;             // task ids to issue again (stale ids skipped)
+    std::deque<uint64_t> last_chance;          // re-issues on their final attempt: run alone
     bool has_work() const;
   };
 
+  // Queues a task for another attempt (alone when it is the last one).
+  void requeue(Job& job, uint64_t task_id, Entry& e);
+  // Forgets that the entry's holder holds it.
+  void release(const Entry& e);
+  // Hands a last-chance task to an idle worker. Returns: whether one was handed out.
+  bool assign_last_chance(Worker& w, const std::string& id, int64_t now, std::vector<Assignment>& out);
   // Re-issues (or gives up) one task whose holder is lost.
   void lose(Job& job, uint64_t task_id, Entry& e, const std::string& why,
             std::vector<GiveUp>& give_ups);

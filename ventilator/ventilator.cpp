@@ -28,7 +28,7 @@ struct Ventilator::Impl {
 
   Impl(VentilatorOptions o, const Clock& c)
       : opt(std::move(o)), clock(c), dispatcher(opt.policy, c) {
-    configure_socket(tasks, opt.max_message_bytes);
+    configure_socket(tasks, opt.max_message_bytes, 1000);  // linger: deliver the final kills
     tasks.set(zmq::sockopt::router_mandatory, 1);  // report unreachable workers, never drop
     tasks.set(zmq::sockopt::sndhwm, 100000);
     configure_socket(to_sink, opt.max_message_bytes, 2000);
@@ -135,6 +135,7 @@ struct Ventilator::Impl {
   struct SinkState {
     bool accepted = false;
     bool ended = false;
+    bool stop_workers = false;
     uint64_t failed = 0;  // from BatchEnd
   };
 
@@ -162,6 +163,7 @@ struct Ventilator::Impl {
         case v1::Envelope::kBatchEnd:
           if (env.batch_end().job_id() == job_id) {
             state.ended = true;
+            state.stop_workers = env.batch_end().stop_workers();
             state.failed = env.batch_end().tasks_failed();
           }
           break;
@@ -218,7 +220,8 @@ struct Ventilator::Impl {
     SinkState sink;
     const int64_t t0 = clock.steady_ns();
     int64_t next_start = 0, next_heartbeat = 0, next_wait_log = t0 + ms_to_ns(2000);
-    int64_t start_backoff_ms = 20;  // the sink's answer is lost until our SUB has joined
+    int64_t start_backoff_ms = 20;
+    int64_t done_at = 0;  // the sink's answer is lost until our SUB has joined
     while (!stop_requested()) {
       const int64_t now = clock.steady_ns();
       if (!sink.accepted && now >= next_start) {
@@ -250,7 +253,15 @@ struct Ventilator::Impl {
       if (items[0].revents & ZMQ_POLLIN) drain_workers(job);
       if (items[1].revents & ZMQ_POLLIN) drain_sink(job.id(), sink);
       if (sink.accepted) dispatch(job);
-      if (dispatcher.job_done(job.id()) || sink.ended) {
+      if (dispatcher.job_done(job.id()) && !sink.ended && done_at == 0) done_at = now;
+      // The sink's BatchEnd follows its last ack at once; wait briefly for it.
+      if (sink.ended || (done_at > 0 && now - done_at > ms_to_ns(2000))) {
+        if (sink.stop_workers) {
+          // Direct and reliable, for workers whose subscription missed the sink's Kill.
+          v1::Envelope kill;
+          kill.mutable_kill();
+          for (const auto& w : dispatcher.worker_ids()) (void)send_to(w, kill);
+        }
         const uint64_t failed = sink.ended ? sink.failed : dispatcher.job_failed(job.id());
         log::info("batch '{}' complete: {} tasks, {} failed, {} re-issued, {:.3f} s",
                   job.spec().name(), job.total(), failed, dispatcher.reissued(),

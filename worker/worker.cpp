@@ -34,17 +34,19 @@ DeviceChoice choose_device(const std::string& device) {
   if (device == "cpu") return {-1, "cpu"};
   std::string why;
   const auto devices = kernels::gpu::list_devices(&why);
-  auto describe = [&](int i) {
-    return fmt::format("cuda:{} ({})", i, devices[static_cast<size_t>(i)].name);
+  // `i` is a position in the list; the CUDA device number is DeviceInfo::index.
+  auto pick = [&](int i) {
+    const auto& d = devices[static_cast<size_t>(i)];
+    return DeviceChoice{d.index, fmt::format("cuda:{} ({})", d.index, d.name)};
   };
   if (device == "auto") {
-    if (!devices.empty()) return {0, describe(0)};
+    if (!devices.empty()) return pick(0);
     log::info("no usable GPU ({}); running kernels on the CPU", why);
     return {-1, "cpu"};
   }
   if (device == "cuda") {
     if (devices.empty()) throw SetupError(fmt::format("--device cuda: no usable GPU ({})", why));
-    return {0, describe(0)};
+    return pick(0);
   }
   if (device.rfind("cuda:", 0) == 0) {
     const std::string n = device.substr(5);
@@ -58,7 +60,7 @@ DeviceChoice choose_device(const std::string& device) {
     if (i >= static_cast<int>(devices.size())) {
       throw SetupError(fmt::format("--device {}: only {} GPU(s) here", device, devices.size()));
     }
-    return {i, describe(i)};
+    return pick(i);
   }
   throw SetupError(fmt::format("--device {}: expected auto, cpu, cuda or cuda:N", device));
 }
@@ -157,8 +159,10 @@ struct Worker::Impl {
     if (send_vent(env)) {
       outstanding = credit;
       log::debug("hello sent with credit {}", credit);
+      next_hello_ns = clock.steady_ns() + ms_to_ns(1000);  // wait for the Welcome
+    } else {
+      next_hello_ns = clock.steady_ns() + ms_to_ns(50);  // not connected yet: cheap to retry
     }
-    next_hello_ns = clock.steady_ns() + ms_to_ns(1000);
   }
 
   void grant_credit() {
@@ -174,7 +178,8 @@ struct Worker::Impl {
     }
   }
 
-  void on_ventilator(const v1::Envelope& env) {
+  // Returns: true when told to exit.
+  bool on_ventilator(const v1::Envelope& env) {
     last_heard_ns = clock.steady_ns();
     switch (env.body_case()) {
       case v1::Envelope::kTasks: {
@@ -200,9 +205,13 @@ struct Worker::Impl {
         log::info("the ventilator does not know this worker; registering again");
         hello();
         break;
+      case v1::Envelope::kKill:
+        log::info("the batch is over; exiting");
+        return true;
       default:
         rejects.reject(fmt::format("unexpected '{}' message from the ventilator", body_name(env)));
     }
+    return false;
   }
 
   // Returns: true when told to exit.
@@ -268,7 +277,7 @@ struct Worker::Impl {
       if (topic_frame) {
         kill = kill || on_control(*d.envelope);
       } else {
-        on_ventilator(*d.envelope);
+        kill = on_ventilator(*d.envelope) || kill;
       }
     }
   }
@@ -327,7 +336,7 @@ struct Worker::Impl {
                                  {control.handle(), 0, ZMQ_POLLIN, 0},
                                  {nullptr, executor->notify_fd(), ZMQ_POLLIN, 0}};
       try {
-        zmq::poll(items, 3, std::chrono::milliseconds(unsent.empty() ? 100 : 10));
+        zmq::poll(items, 3, std::chrono::milliseconds(unsent.empty() && registered ? 100 : 10));
       } catch (const zmq::error_t& e) {
         if (e.num() == EINTR) continue;
         throw;
