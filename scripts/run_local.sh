@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
-scripts/build.sh >/dev/null
+scripts/build.sh
 bin=${BUILD_DIR:-build}/bin
 base=${TASKFARM_PORT_BASE:-5557}
 tasks=127.0.0.1:$base results=127.0.0.1:$((base + 1)) control=127.0.0.1:$((base + 2))

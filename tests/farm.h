@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -146,7 +147,10 @@ class Farm {
                  std::vector<std::string> env = {}) {
     std::vector<std::string> args = {bin("taskfarm-worker"), "--ventilator", tasks_,
                                      "--sink-results", results_, "--sink-control", control_,
-                                     "--id", id, "--device", "cpu"};
+                                     "--id", id};
+    if (std::find(extra.begin(), extra.end(), "--device") == extra.end()) {
+      args.insert(args.end(), {"--device", "cpu"});  // tests are CPU workers unless they say
+    }
     args.insert(args.end(), extra.begin(), extra.end());
     return Process(args, path("worker-" + id), std::move(env));
   }
