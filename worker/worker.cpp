@@ -124,6 +124,9 @@ struct Worker::Impl {
     vent.set(zmq::sockopt::routing_id, fmt::format("{}-{:08x}", opt.id, random_u64() & 0xffffffff));
     vent.set(zmq::sockopt::immediate, 1);  // never queue Hello/credit for a missing ventilator
     configure_socket(results, opt.max_message_bytes, 5000);  // linger: deliver last results
+    // Backpressure: when the sink falls behind, results wait in `unsent` and no credit is
+    // granted, instead of piling up in the socket (up to 1024 results per message).
+    results.set(zmq::sockopt::sndhwm, 16);
     configure_socket(control, opt.max_message_bytes);
     control.set(zmq::sockopt::subscribe, kTopicCtl);
     connect_socket(vent, opt.ventilator, "ventilator");
