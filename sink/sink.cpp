@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 #include <optional>
+#include <thread>
 
 #include "common/errors.h"
 #include "common/log.h"
@@ -153,9 +154,13 @@ struct Sink::Impl {
     be->set_stop_workers(!opt.keep_workers);
     publish(kTopicCtl, end);
     if (!opt.keep_workers) {
+      // Repeated for a second: a worker whose subscription is still joining gets it too.
       v1::Envelope kill;
       kill.mutable_kill();
-      publish(kTopicCtl, kill);
+      for (int i = 0; i < 10 && !stop_requested(); ++i) {
+        publish(kTopicCtl, kill);
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
     }
     return job->failed() > 0 ? kExitTasksFailed : kExitOk;
   }
