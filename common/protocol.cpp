@@ -64,6 +64,13 @@ std::string_view body_name(const v1::Envelope& e) {
     case v1::Envelope::kAck: return "ack";
     case v1::Envelope::kBatchEnd: return "batch_end";
     case v1::Envelope::kKill: return "kill";
+    case v1::Envelope::kCancelJob: return "cancel_job";
+    case v1::Envelope::kSubmit: return "submit";
+    case v1::Envelope::kSubmitReply: return "submit_reply";
+    case v1::Envelope::kStatus: return "status";
+    case v1::Envelope::kStatusReply: return "status_reply";
+    case v1::Envelope::kCancel: return "cancel";
+    case v1::Envelope::kCancelReply: return "cancel_reply";
     case v1::Envelope::BODY_NOT_SET: break;
   }
   return "none";

@@ -15,6 +15,11 @@ int main(int argc, char** argv) {
   app.add_option("--control", control_spec,
                  "control endpoint to bind (PUB: acks, batch end, kill; default tcp://*:5559)");
   app.add_option("--report", opt.report_path, "write the JSON report to FILE");
+  app.add_flag("--serve", opt.serve,
+               "handle jobs until SIGINT/SIGTERM (with taskfarm-ventilator --serve)");
+  app.add_option("--results-dir", opt.results_dir,
+                 "write DIR/<job id>/report.json for every job (default with --serve: "
+                 "taskfarm-results)");
   app.add_flag("--keep-workers", opt.keep_workers,
                "leave workers running after the batch (for the next one)");
   app.add_flag("-q,--quiet", opt.quiet, "do not print the report table");
@@ -25,6 +30,7 @@ int main(int argc, char** argv) {
   add_common_flags(app);
   return cli_main(app, argc, argv, [&] {
     opt.max_message_bytes = max_message_mb << 20;
+    if (opt.serve && opt.results_dir.empty()) opt.results_dir = "taskfarm-results";
     opt.results_bind = bind_endpoint(results_spec, kResultsPort);
     opt.control_bind = bind_endpoint(control_spec, kControlPort);
     sink::Sink s(opt);

@@ -1,10 +1,12 @@
 #include "sink/sink.h"
 
 #include <fmt/core.h>
-#include <fmt/os.h>
 
 #include <cstdio>
+#include <deque>
+#include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <thread>
 
@@ -16,6 +18,28 @@
 #include "sink/aggregator.h"
 
 namespace taskfarm::sink {
+namespace {
+
+// Writes `text` to `path` through a temporary file, so readers never see half a report.
+void write_atomically(const std::filesystem::path& path, const std::string& text) {
+  std::error_code ec;
+  std::filesystem::create_directories(path.parent_path(), ec);
+  const auto tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << text << '\n';
+    if (!out) {
+      log::error("cannot write {}", tmp);
+      return;
+    }
+  }
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) log::error("cannot write {}: {}", path.string(), ec.message());
+}
+
+constexpr size_t kRememberEnded = 1000;
+
+}  // namespace
 
 struct Sink::Impl {
   SinkOptions opt;
@@ -26,9 +50,13 @@ struct Sink::Impl {
   std::string results_ep, control_ep;
   RejectCounter rejects{"results socket"};
 
-  std::optional<JobAggregator> job;
-  v1::Ack pending_ack;  // acks not yet published
+  std::map<uint64_t, JobAggregator> active;
+  std::map<uint64_t, v1::Envelope> ended;  // BatchEnd of finished jobs (empty body: cancelled)
+  std::deque<uint64_t> ended_order;
+  bool accepted_one = false;                // one-shot mode takes a single job
+  v1::Ack pending_ack;                      // acks not yet published
   int64_t last_progress_ns = 0;
+  uint64_t late_results = 0;
 
   Impl(SinkOptions o, const Clock& c) : opt(std::move(o)), clock(c) {
     configure_socket(results, opt.max_message_bytes);
@@ -54,42 +82,73 @@ struct Sink::Impl {
     publish(kTopicAck, env);
   }
 
+  void remember_ended(uint64_t id, v1::Envelope end) {
+    ended[id] = std::move(end);
+    ended_order.push_back(id);
+    while (ended_order.size() > kRememberEnded) {
+      ended.erase(ended_order.front());
+      ended_order.pop_front();
+    }
+  }
+
   void on_batch_start(const v1::BatchStart& start) {
-    if (!job) {
+    const uint64_t id = start.job_id();
+    if (auto e = ended.find(id); e != ended.end()) {
+      if (e->second.has_batch_end()) publish(kTopicCtl, e->second);  // its end was missed
+      return;
+    }
+    if (!active.count(id)) {
       if (start.total() == 0 || start.total() > UINT32_MAX) {
         rejects.reject(fmt::format("batch_start with {} tasks", start.total()));
         return;
       }
-      job.emplace(start);
+      if (!opt.serve && accepted_one) {
+        log::warn("ignoring job '{}' ({:016x}): this sink takes one batch (use --serve)",
+                  start.name(), id);
+        return;
+      }
+      active.emplace(id, JobAggregator(start));
+      accepted_one = true;
       last_progress_ns = clock.steady_ns();
-      log::info("batch '{}' ({:016x}): {} tasks", start.name(), start.job_id(), start.total());
-    } else if (job->job_id() != start.job_id()) {
-      log::warn("ignoring batch '{}' ({:016x}): busy with batch '{}'", start.name(),
-                start.job_id(), job->name());
-      return;
+      log::info("job '{}' ({:016x}): {} tasks", start.name(), id, start.total());
     }
     v1::Envelope env;
-    env.mutable_job_accepted()->set_job_id(start.job_id());
+    env.mutable_job_accepted()->set_job_id(id);
     publish(kTopicAck, env);
+  }
+
+  void on_cancel(uint64_t id) {
+    auto it = active.find(id);
+    if (it == active.end()) return;
+    v1::Report rep = it->second.report();
+    rep.set_state("cancelled");
+    write_reports(id, rep);
+    log::info("job '{}' ({:016x}) cancelled at {}/{}", it->second.name(), id, it->second.done(),
+              it->second.total());
+    active.erase(it);
+    remember_ended(id, v1::Envelope{});
   }
 
   void on_results(const v1::ResultBatch& batch) {
     const int64_t now = clock.wall_ns();
-    if (!job) {
-      rejects.reject("results before any batch_start (stale results from an earlier batch?)");
-      return;
-    }
-    job->touch_worker(batch.worker());
+    std::vector<JobAggregator*> touched;  // jobs this worker sent results for
     for (const auto& r : batch.results()) {
-      if (r.job_id() != job->job_id()) {
-        rejects.reject(fmt::format("result for unknown job {:016x}", r.job_id()));
+      auto it = active.find(r.job_id());
+      if (it == active.end()) {
+        if (ended.count(r.job_id())) {
+          ++late_results;  // a slow duplicate, or a task of a cancelled job
+        } else {
+          rejects.reject(fmt::format("result for unknown job {:016x}", r.job_id()));
+        }
         continue;
       }
+      JobAggregator& job = it->second;
+      if (touched.empty() || touched.back() != &job) touched.push_back(&job);
       if (pending_ack.job_id() != r.job_id()) {
         flush_acks();
         pending_ack.set_job_id(r.job_id());
       }
-      switch (job->add(r, batch.worker(), now)) {
+      switch (job.add(r, batch.worker(), now)) {
         case Outcome::kFinal:
           pending_ack.add_done(r.task_id());
           if (r.status() != v1::STATUS_OK) pending_ack.add_failed(r.task_id());
@@ -102,10 +161,11 @@ struct Sink::Impl {
           break;
         case Outcome::kInvalid:
           rejects.reject(fmt::format("result for task {} of a {}-task job", r.task_id(),
-                                     job->total()));
+                                     job.total()));
           break;
       }
     }
+    for (JobAggregator* job : touched) job->touch_worker(batch.worker());  // GPU memory
   }
 
   void handle(const zmq::message_t& frame, bool more) {
@@ -121,6 +181,7 @@ struct Sink::Impl {
     switch (d.envelope->body_case()) {
       case v1::Envelope::kResults: on_results(d.envelope->results()); break;
       case v1::Envelope::kBatchStart: on_batch_start(d.envelope->batch_start()); break;
+      case v1::Envelope::kCancelJob: on_cancel(d.envelope->cancel_job().job_id()); break;
       default:
         rejects.reject(fmt::format("unexpected '{}' message on the results socket",
                                    body_name(*d.envelope)));
@@ -129,40 +190,56 @@ struct Sink::Impl {
 
   void progress() {
     const int64_t now = clock.steady_ns();
-    if (!job || now - last_progress_ns < ms_to_ns(5000)) return;
+    if (active.empty() || now - last_progress_ns < ms_to_ns(5000)) return;
     last_progress_ns = now;
-    log::info("batch '{}': {}/{} done", job->name(), job->done(), job->total());
+    for (const auto& [id, job] : active) {
+      log::info("job '{}': {}/{} done", job.name(), job.done(), job.total());
+    }
   }
 
-  int finish() {
-    v1::Report rep = job->report();
-    rep.set_rejected_messages(static_cast<uint32_t>(rejects.count()));
-    if (!opt.report_path.empty()) {
-      std::ofstream out(opt.report_path, std::ios::trunc);
-      out << report_json(rep) << '\n';
-      if (!out) log::error("cannot write report to {}", opt.report_path);
+  void write_reports(uint64_t id, const v1::Report& rep) {
+    const std::string json = report_json(rep);
+    if (!opt.report_path.empty() && !opt.serve) write_atomically(opt.report_path, json);
+    if (!opt.results_dir.empty()) {
+      write_atomically(std::filesystem::path(opt.results_dir) / fmt::format("{:016x}", id) /
+                           "report.json",
+                       json);
     }
-    if (!opt.quiet) {
+  }
+
+  // Reports a complete job. Returns: the exit code it stands for.
+  int finish(uint64_t id, JobAggregator& job) {
+    v1::Report rep = job.report();
+    rep.set_rejected_messages(static_cast<uint32_t>(rejects.count()));
+    rep.set_state(job.failed() > 0 ? "failed" : "done");
+    write_reports(id, rep);
+    if (!opt.quiet && !opt.serve) {
       fmt::print("{}", report_table(rep));
       std::fflush(stdout);
     }
+    log::info("job '{}' ({:016x}) {}: {} ok, {} failed, {:.3f} s", job.name(), id, rep.state(),
+              rep.tasks_ok(), rep.tasks_failed(), rep.elapsed_s());
     v1::Envelope end;
     auto* be = end.mutable_batch_end();
-    be->set_job_id(job->job_id());
-    be->set_tasks_ok(job->ok());
-    be->set_tasks_failed(job->failed());
-    be->set_stop_workers(!opt.keep_workers);
+    be->set_job_id(id);
+    be->set_tasks_ok(job.ok());
+    be->set_tasks_failed(job.failed());
+    be->set_stop_workers(!opt.serve && !opt.keep_workers);
+    *be->mutable_report() = rep;
     publish(kTopicCtl, end);
-    if (!opt.keep_workers) {
-      // Repeated for a second: a worker whose subscription is still joining gets it too.
-      v1::Envelope kill;
-      kill.mutable_kill();
-      for (int i = 0; i < 10 && !stop_requested(); ++i) {
-        publish(kTopicCtl, kill);
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      }
+    const int code = job.failed() > 0 ? kExitTasksFailed : kExitOk;
+    remember_ended(id, std::move(end));
+    return code;
+  }
+
+  void kill_workers() {
+    // Repeated for a second: a worker whose subscription is still joining gets it too.
+    v1::Envelope kill;
+    kill.mutable_kill();
+    for (int i = 0; i < 10 && !stop_requested(); ++i) {
+      publish(kTopicCtl, kill);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-    return job->failed() > 0 ? kExitTasksFailed : kExitOk;
   }
 
   int run() {
@@ -186,18 +263,32 @@ struct Sink::Impl {
           throw;
         }
         if (!got) break;
-        const bool more = frame.more();
-        handle(frame, more);
+        handle(frame, frame.more());
         while (frame.more()) (void)results.recv(frame, zmq::recv_flags::none);  // discard extras
       }
       flush_acks();
       progress();
-      if (job && job->complete()) return finish();
+      for (auto it = active.begin(); it != active.end();) {
+        if (!it->second.complete()) {
+          ++it;
+          continue;
+        }
+        const int code = finish(it->first, it->second);
+        it = active.erase(it);
+        if (!opt.serve) {
+          if (!opt.keep_workers) kill_workers();
+          return code;
+        }
+      }
     }
-    log::warn("interrupted{}", job ? fmt::format(" with batch '{}' at {}/{}", job->name(),
-                                                 job->done(), job->total())
-                                   : std::string());
-    return kExitInterrupted;
+    if (opt.serve) {
+      log::info("stopping with {} job(s) in progress", active.size());
+      return kExitOk;
+    }
+    for (const auto& [id, job] : active) {
+      log::warn("interrupted with job '{}' at {}/{}", job.name(), job.done(), job.total());
+    }
+    return kExitInterrupted;  // the one batch did not complete
   }
 };
 

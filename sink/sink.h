@@ -13,7 +13,9 @@ namespace taskfarm::sink {
 struct SinkOptions {
   std::string results_bind = "tcp://*:5558";
   std::string control_bind = "tcp://*:5559";
-  std::string report_path;          // JSON report; empty for none
+  std::string report_path;          // JSON report of a one-shot batch; empty for none
+  std::string results_dir;          // DIR/<job id>/report.json for every job; empty for none
+  bool serve = false;               // handle jobs until SIGINT/SIGTERM instead of one batch
   bool keep_workers = false;        // do not tell workers to exit after the batch
   bool quiet = false;               // no table on stdout
   int64_t max_message_bytes = int64_t{256} << 20;
@@ -29,7 +31,8 @@ class Sink {
   const std::string& results_endpoint() const;
   const std::string& control_endpoint() const;
 
-  // Runs until one batch is complete (or a stop signal). Returns: the process exit code.
+  // Runs until one batch is complete (serve: until a stop signal).
+  // Returns: the process exit code (0, 2 some tasks failed, 130 interrupted mid-batch).
   int run();
 
  private:

@@ -50,7 +50,7 @@ TEST(BadInput, VentilatorRejectsBadFlagsAndJobsWithOneLine) {
       {{v, "--bind", bind, "--job", empty}, "no tasks"},
       {{v, "--bind", bind, "--frobnicate"}, "frobnicate"},
       {{v, "--bind", bind, "--kernel", "noop", "--tasks", "many"}, "many"},
-      {{v, "--bind", bind}, "--job FILE or --kernel"},
+      {{v, "--bind", bind}, "--job FILE, --kernel K --tasks N, or --serve"},
       {{v, "--bind", "tcp://nosuchhost.invalid:1", "--kernel", "noop", "--tasks", "1"}, "bind"},
   };
   for (const auto& c : cases) expect_setup_error(farm, c);

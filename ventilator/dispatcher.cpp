@@ -20,7 +20,7 @@ void Dispatcher::release(const Entry& e) {
 
 void Dispatcher::requeue(Job& job, uint64_t task_id, Entry& e) {
   e.state = State::kQueued;
-  if (e.attempt >= policy_.max_attempts && policy_.max_attempts > 1) {
+  if (e.attempt >= job.max_attempts && job.max_attempts > 1) {
     job.last_chance.push_back(task_id);
   } else {
     job.requeued.push_back(task_id);
@@ -30,11 +30,13 @@ void Dispatcher::requeue(Job& job, uint64_t task_id, Entry& e) {
 Dispatcher::Dispatcher(DispatchPolicy policy, const Clock& clock)
     : policy_(policy), clock_(clock) {}
 
-void Dispatcher::add_job(uint64_t job_id, uint64_t total, int32_t priority) {
+void Dispatcher::add_job(uint64_t job_id, uint64_t total, int32_t priority,
+                         uint32_t max_attempts) {
   Job job;
   job.id = job_id;
   job.total = total;
   job.priority = priority;
+  job.max_attempts = max_attempts > 0 ? max_attempts : policy_.max_attempts;
   jobs_.emplace(job_id, std::move(job));
 }
 
@@ -130,11 +132,11 @@ std::vector<std::string> Dispatcher::worker_ids() const {
 
 void Dispatcher::lose(Job& job, uint64_t task_id, Entry& e, const std::string& why,
                       std::vector<GiveUp>& give_ups) {
-  if (e.attempt >= policy_.max_attempts) {
+  if (e.attempt >= job.max_attempts) {
     e.state = State::kGivenUp;
     give_ups.push_back(GiveUp{
         Issue{job.id, task_id, e.attempt},
-        fmt::format("{} on attempt {} of {}; giving up", why, e.attempt, policy_.max_attempts)});
+        fmt::format("{} on attempt {} of {}; giving up", why, e.attempt, job.max_attempts)});
     return;
   }
   ++e.attempt;
@@ -293,7 +295,7 @@ void Dispatcher::unsend(const Assignment& a) {
     if (e == j->second.open.end() || e->second.state != State::kAssigned) continue;
     release(e->second);
     e->second.state = State::kQueued;
-    auto& queue = t.attempt >= policy_.max_attempts && policy_.max_attempts > 1
+    auto& queue = t.attempt >= j->second.max_attempts && j->second.max_attempts > 1
                       ? j->second.last_chance
                       : j->second.requeued;
     queue.push_front(t.task_id);

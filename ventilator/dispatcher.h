@@ -47,7 +47,8 @@ class Dispatcher {
   explicit Dispatcher(DispatchPolicy policy, const Clock& clock = SystemClock::instance());
 
   // ---- jobs
-  void add_job(uint64_t job_id, uint64_t total, int32_t priority = 0);
+  // `max_attempts` 0 means the policy's.
+  void add_job(uint64_t job_id, uint64_t total, int32_t priority = 0, uint32_t max_attempts = 0);
   // Stops dispatching the job and forgets its tasks.
   void remove_job(uint64_t job_id);
   // Returns: whether every task of the job has a final result acknowledged by the sink.
@@ -113,6 +114,7 @@ class Dispatcher {
     uint64_t id;
     uint64_t total;
     int32_t priority;
+    uint32_t max_attempts;
     uint64_t next_fresh = 0;
     uint64_t acked = 0;
     uint64_t failed = 0;

@@ -27,6 +27,12 @@ int main(int argc, char** argv) {
       ->excludes(job_opt);
   app.add_option("--seed", seed, "generator seed")->excludes(job_opt)->capture_default_str();
   app.add_option("--bind", bind_spec, "task endpoint to bind (default tcp://*:5557)");
+  bool serve = false;
+  std::string submit_spec;
+  app.add_flag("--serve", serve, "run as a job service for `taskfarm submit` (until SIGINT/SIGTERM)")
+      ->excludes(job_opt)
+      ->excludes(kernel_opt);
+  app.add_option("--submit", submit_spec, "job service endpoint to bind (default tcp://*:5560)");
   sink.add_flags(app);
   app.add_option("--window", opt.policy.window, "most unresolved tasks at once")
       ->check(CLI::Range(uint64_t{1}, uint64_t{100'000'000}))
@@ -47,11 +53,23 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 1e6));
   add_common_flags(app);
   return cli_main(app, argc, argv, [&] {
+    opt.policy.worker_timeout_ms = static_cast<int64_t>(worker_timeout_s * 1000);
+    opt.policy.task_timeout_ms = static_cast<int64_t>(task_timeout_s * 1000);
+    opt.heartbeat_ms = std::max<int64_t>(20, opt.policy.worker_timeout_ms / 6);
+    opt.sink_wait_ms = static_cast<int64_t>(wait_sink_s * 1000);
+    opt.tasks_bind = bind_endpoint(bind_spec, kTasksPort);
+    opt.sink_results = sink.results_endpoint();
+    opt.sink_control = sink.control_endpoint();
+    if (serve) {
+      opt.submit_bind = bind_endpoint(submit_spec, kSubmitPort);
+      ventilator::Ventilator v(opt);
+      return v.serve();
+    }
     v1::JobSpec spec;
     if (!job_file.empty()) {
       spec = ventilator::load_job_file(job_file);
     } else {
-      if (kernel.empty()) throw SetupError("give --job FILE or --kernel K --tasks N");
+      if (kernel.empty()) throw SetupError("give --job FILE, --kernel K --tasks N, or --serve");
       if (tasks == 0) throw SetupError("--tasks must be at least 1");
       auto* t = spec.add_tasks();
       t->set_kernel(kernel);
@@ -63,13 +81,6 @@ int main(int argc, char** argv) {
     }
     ventilator::validate_job(spec, job_file.empty() ? "flags" : job_file);
     opt.policy.max_attempts = spec.max_attempts();
-    opt.policy.worker_timeout_ms = static_cast<int64_t>(worker_timeout_s * 1000);
-    opt.policy.task_timeout_ms = static_cast<int64_t>(task_timeout_s * 1000);
-    opt.heartbeat_ms = std::max<int64_t>(20, opt.policy.worker_timeout_ms / 6);
-    opt.sink_wait_ms = static_cast<int64_t>(wait_sink_s * 1000);
-    opt.tasks_bind = bind_endpoint(bind_spec, kTasksPort);
-    opt.sink_results = sink.results_endpoint();
-    opt.sink_control = sink.control_endpoint();
     ventilator::Ventilator v(opt);
     return v.run_batch(std::move(spec));
   });

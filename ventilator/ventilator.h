@@ -1,6 +1,7 @@
 // The ventilator: binds the task socket (ROUTER; workers are DEALERs that ask for work with
-// credits), tells the sink about each batch, and hands out tasks under leases: a task held by
-// a worker that goes silent is issued again, and the sink's acknowledgements close them.
+// credits), tells the sink about each job, and hands out tasks under leases: a task held by a
+// worker that goes silent is issued again, and the sink's acknowledgements close them.
+// One batch from flags or a file (run_batch), or a job service for scripts (serve).
 #pragma once
 
 #include <cstdint>
@@ -15,27 +16,33 @@ namespace taskfarm::ventilator {
 
 struct VentilatorOptions {
   std::string tasks_bind = "tcp://*:5557";
-  std::string sink_results = "tcp://localhost:5558";  // PUSH: batch start, give-ups
+  std::string submit_bind;  // job service endpoint (serve mode), e.g. tcp://*:5560
+  std::string sink_results = "tcp://localhost:5558";  // PUSH: batch start, give-ups, cancels
   std::string sink_control = "tcp://localhost:5559";  // SUB: acks, batch end
   DispatchPolicy policy;
   int64_t heartbeat_ms = 500;
   int64_t sink_wait_ms = 0;  // give up when the sink does not answer for this long (0: never)
   int64_t max_message_bytes = kDefaultMaxMessageBytes;
-  bool quiet = false;
+  size_t keep_finished = 1000;  // finished jobs remembered for `taskfarm status`
 };
 
 class Ventilator {
  public:
-  // Binds the task socket and connects to the sink. Throws: SetupError.
+  // Binds the task socket (and the submission socket when submit_bind is set) and connects
+  // to the sink. Throws: SetupError.
   explicit Ventilator(VentilatorOptions options, const Clock& clock = SystemClock::instance());
   ~Ventilator();
 
   const std::string& tasks_endpoint() const;
+  const std::string& submit_endpoint() const;
 
   // Runs one batch to completion (every task acknowledged by the sink).
-  // Returns: 0 when all tasks succeeded, 2 when some failed, 1 when the sink never answered,
-  // 130 when interrupted.
+  // Returns: 0 when all tasks succeeded, 2 when some failed, 130 when interrupted.
+  // Throws: SetupError for an invalid job or a sink that never answers (sink_wait_ms).
   int run_batch(v1::JobSpec spec);
+
+  // Serves submitted jobs, several at a time, until SIGINT/SIGTERM. Returns: 0.
+  int serve();
 
  private:
   struct Impl;

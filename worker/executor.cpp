@@ -146,6 +146,13 @@ std::vector<v1::Task> Executor::take_unstarted() {
   return out;
 }
 
+size_t Executor::drop_job(uint64_t job_id) {
+  std::lock_guard lock(mu_);
+  const size_t before = queue_.size();
+  std::erase_if(queue_, [job_id](const v1::Task& t) { return t.job_id() == job_id; });
+  return before - queue_.size();
+}
+
 void Executor::collect(std::vector<v1::Result>& out) {
   uint64_t count;
   [[maybe_unused]] auto n = read(event_fd_, &count, sizeof count);

@@ -33,6 +33,8 @@ class Executor {
   void submit(v1::Task task);
   // Removes and returns the tasks no thread has started.
   std::vector<v1::Task> take_unstarted();
+  // Removes the unstarted tasks of a job. Returns: how many.
+  size_t drop_job(uint64_t job_id);
   // Moves finished results into `out` and clears the notification.
   void collect(std::vector<v1::Result>& out);
   // Returns: tasks queued or running.

@@ -211,6 +211,13 @@ struct Worker::Impl {
       case v1::Envelope::kKill:
         log::info("the batch is over; exiting");
         return true;
+      case v1::Envelope::kCancelJob: {
+        const size_t n = executor->drop_job(env.cancel_job().job_id());
+        held -= static_cast<int64_t>(n);
+        if (n > 0) log::info("job {:016x} cancelled: dropped {} queued tasks", env.cancel_job().job_id(), n);
+        grant_credit();
+        break;
+      }
       default:
         rejects.reject(fmt::format("unexpected '{}' message from the ventilator", body_name(env)));
     }
