@@ -123,7 +123,7 @@ class Farm {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     dir_ = std::filesystem::temp_directory_path() /
            (std::string("taskfarm-") + info->test_suite_name() + "-" + info->name() + "-" +
-            std::to_string(getpid()));
+            std::to_string(getpid()) + "-" + std::to_string(next_id()));
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     tasks_ = "ipc://" + (dir_ / "tasks").string();
@@ -135,6 +135,12 @@ class Farm {
   }
 
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+  // A test may hold several farms at once: each gets its own folder.
+  static int next_id() {
+    static int id = 0;
+    return ++id;
+  }
   const std::string& tasks_endpoint() const { return tasks_; }
 
   Process sink(std::vector<std::string> extra = {}) {

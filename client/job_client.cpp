@@ -1,0 +1,59 @@
+#include "client/job_client.h"
+
+#include <fmt/core.h>
+
+#include "common/errors.h"
+#include "common/net.h"
+
+namespace taskfarm::client {
+
+JobClient::JobClient(std::string endpoint, int64_t timeout_ms)
+    : endpoint_(std::move(endpoint)), timeout_ms_(timeout_ms) {
+  configure_socket(socket_, kDefaultMaxMessageBytes);
+  connect_socket(socket_, endpoint_, "job service");
+}
+
+v1::Envelope JobClient::call(v1::Envelope& request) {
+  socket_.send(encode(request), zmq::send_flags::none);  // queued until connected
+  zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}};
+  zmq::poll(items, 1, std::chrono::milliseconds(timeout_ms_));
+  zmq::message_t frame;
+  if (!(items[0].revents & ZMQ_POLLIN) || !socket_.recv(frame, zmq::recv_flags::dontwait)) {
+    throw SetupError(fmt::format(
+        "no answer from the job service at {} within {:.1f} s (is taskfarm-ventilator --serve "
+        "running?)",
+        endpoint_, static_cast<double>(timeout_ms_) * 1e-3));
+  }
+  Decoded d = decode(frame);
+  if (!d) throw SetupError(fmt::format("bad reply from {}: {}", endpoint_, d.error));
+  return std::move(*d.envelope);
+}
+
+std::string JobClient::submit(const v1::JobSpec& job) {
+  v1::Envelope req;
+  *req.mutable_submit()->mutable_job() = job;
+  const v1::Envelope rep = call(req);
+  if (!rep.has_submit_reply()) throw SetupError("unexpected reply to submit");
+  if (!rep.submit_reply().error().empty()) throw SetupError(rep.submit_reply().error());
+  return rep.submit_reply().job_id();
+}
+
+v1::StatusReply JobClient::status(const std::string& job) {
+  v1::Envelope req;
+  req.mutable_status()->set_job(job);
+  v1::Envelope rep = call(req);
+  if (!rep.has_status_reply()) throw SetupError("unexpected reply to status");
+  if (!rep.status_reply().error().empty()) throw SetupError(rep.status_reply().error());
+  return std::move(*rep.mutable_status_reply());
+}
+
+std::string JobClient::cancel(const std::string& job) {
+  v1::Envelope req;
+  req.mutable_cancel()->set_job(job);
+  const v1::Envelope rep = call(req);
+  if (!rep.has_cancel_reply()) throw SetupError("unexpected reply to cancel");
+  if (!rep.cancel_reply().error().empty()) throw SetupError(rep.cancel_reply().error());
+  return rep.cancel_reply().job_id();
+}
+
+}  // namespace taskfarm::client

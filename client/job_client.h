@@ -1,0 +1,37 @@
+// Client side of the job service (taskfarm-ventilator --serve, ROUTER :5560): one request, one
+// reply, with a timeout so that a missing server is a clear error and never a hang.
+#pragma once
+
+#include <zmq.hpp>
+
+#include <cstdint>
+#include <string>
+
+#include "common/protocol.h"
+
+namespace taskfarm::client {
+
+class JobClient {
+ public:
+  // Connects to `endpoint` (nothing is sent yet). Throws: SetupError for a bad endpoint.
+  JobClient(std::string endpoint, int64_t timeout_ms);
+
+  // Sends `request` and waits for the reply.
+  // Returns: the reply. Throws: SetupError when no reply comes within the timeout.
+  v1::Envelope call(v1::Envelope& request);
+
+  // Convenience wrappers. Throw: SetupError with the server's error text.
+  std::string submit(const v1::JobSpec& job);
+  v1::StatusReply status(const std::string& job);
+  std::string cancel(const std::string& job);
+
+  const std::string& endpoint() const { return endpoint_; }
+
+ private:
+  std::string endpoint_;
+  int64_t timeout_ms_;
+  zmq::context_t ctx_{1};
+  zmq::socket_t socket_{ctx_, zmq::socket_type::dealer};
+};
+
+}  // namespace taskfarm::client

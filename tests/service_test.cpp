@@ -1,0 +1,205 @@
+// The job service with real processes: taskfarm-sink --serve, taskfarm-ventilator --serve,
+// workers, and the `taskfarm` client (plus the Python example client when python3-zmq exists).
+#include <google/protobuf/util/json_util.h>
+
+#include <filesystem>
+
+#include "farm.h"
+
+namespace taskfarm::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+class Service {
+ public:
+  explicit Service(Farm& farm, int workers = 2)
+      : farm_(farm), submit_("ipc://" + farm.path("submit")) {
+    sink_.emplace(farm.sink({"--serve", "--results-dir", farm.path("jobs")}));
+    vent_.emplace(farm.ventilator({"--serve", "--submit", submit_}));
+    for (int i = 0; i < workers; ++i) {
+      workers_.push_back(farm.worker("w" + std::to_string(i), {"--threads", "2"}));
+    }
+    EXPECT_TRUE(vent_->wait_for_log("serving jobs", 10s)) << vent_->err();
+  }
+  ~Service() {
+    vent_->signal(SIGTERM);
+    sink_->signal(SIGTERM);
+    EXPECT_EQ(vent_->wait_for(5s), std::optional<int>(0)) << vent_->err();
+    EXPECT_EQ(sink_->wait_for(5s), std::optional<int>(0)) << sink_->err();
+    for (auto& w : workers_) {
+      EXPECT_TRUE(w.running()) << "workers stay up between jobs:\n" << w.err();
+      w.signal(SIGTERM);
+      EXPECT_EQ(w.wait_for(5s), std::optional<int>(0));
+    }
+  }
+
+  // Runs `taskfarm ARGS...` to completion. Returns: the finished process.
+  Process client(std::vector<std::string> args, const std::string& name = "client") {
+    std::vector<std::string> full = {bin("taskfarm"), "--server", submit_, "--timeout", "5"};
+    full.insert(full.end(), args.begin(), args.end());
+    Process p(full, farm_.path(name));
+    EXPECT_TRUE(p.wait_for(60s).has_value()) << name << " hung";
+    return p;
+  }
+  std::string submit(const std::string& file) {
+    auto p = client({"submit", file});
+    EXPECT_EQ(p.wait_for(0s), std::optional<int>(0)) << p.err();
+    std::string id = p.out();
+    while (!id.empty() && id.back() == '\n') id.pop_back();
+    EXPECT_EQ(id.size(), 16u) << id;
+    return id;
+  }
+  v1::StatusReply status(const std::string& job = "") {
+    auto p = job.empty() ? client({"status", "--json"}) : client({"status", job, "--json"});
+    v1::StatusReply reply;
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(p.out(), &reply).ok()) << p.out() << p.err();
+    return reply;
+  }
+  const std::string& endpoint() const { return submit_; }
+
+ private:
+  Farm& farm_;
+  std::string submit_;
+  std::optional<Process> sink_, vent_;
+  std::vector<Process> workers_;
+};
+
+v1::Report read_report(const std::string& path) {
+  v1::Report r;
+  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(read_file(path), &r).ok()) << path;
+  return r;
+}
+
+constexpr const char* kSmallJob =
+    R"({"name": "small", "tasks": [{"kernel": "saxpy", "count": 60, "size": 5000, "seed": 2}]})";
+
+TEST(Service, SubmitWaitPrintsTheReportAndKeepsItOnDisk) {
+  Farm farm;
+  Service svc(farm);
+  auto p = svc.client({"submit", farm.write("small.json", kSmallJob), "--wait", "--report",
+                       farm.path("small.report.json")});
+  EXPECT_EQ(p.wait_for(0s), std::optional<int>(0)) << p.err();
+  EXPECT_NE(p.out().find("60 ok"), std::string::npos) << p.out();
+  const auto r = read_report(farm.path("small.report.json"));
+  EXPECT_EQ(r.tasks_ok(), 60u);
+  EXPECT_EQ(r.state(), "done");
+  // The sink's copy, under the results directory, named by job id.
+  const auto on_disk = read_report(farm.path("jobs/" + r.job_id() + "/report.json"));
+  EXPECT_EQ(on_disk.result_digest(), r.result_digest());
+  // And the same digest as a one-shot batch of the same job.
+  Farm one;
+  auto sink = one.sink();
+  auto w = one.worker("w");
+  auto vent = one.ventilator({"--job", one.write("small.json", kSmallJob)});
+  EXPECT_EXIT_CODE(vent, 0, kBatchTimeout);
+  EXPECT_EXIT_CODE(sink, 0, 10s);
+  EXPECT_EQ(one.report().result_digest(), r.result_digest());
+}
+
+TEST(Service, SmallJobIsNotStuckBehindALargeOne) {
+  Farm farm;
+  Service svc(farm);
+  const std::string big = svc.submit(farm.write(
+      "big.json", R"({"name": "big", "tasks": [{"kernel": "sleep", "count": 3000, "size": 5000}]})"));
+  std::this_thread::sleep_for(300ms);
+  auto p = svc.client({"submit", farm.write("small.json", kSmallJob), "--wait", "-q"});
+  EXPECT_EQ(p.wait_for(0s), std::optional<int>(0)) << p.err();
+  const auto st = svc.status(big);
+  ASSERT_EQ(st.jobs_size(), 1);
+  EXPECT_EQ(st.jobs(0).state(), "running") << "the small job finished while the big one ran";
+  EXPECT_LT(st.jobs(0).done(), 3000u);
+  const auto all = svc.status();
+  EXPECT_EQ(all.jobs_size(), 2);
+  auto c = svc.client({"cancel", big});
+  EXPECT_EQ(c.wait_for(0s), std::optional<int>(0)) << c.err();
+}
+
+TEST(Service, CancelStopsAJobAndFreesTheWorkers) {
+  Farm farm;
+  Service svc(farm);
+  const std::string long_job = svc.submit(farm.write(
+      "long.json", R"({"name": "long", "tasks": [{"kernel": "sleep", "count": 2000, "size": 20000}]})"));
+  std::this_thread::sleep_for(500ms);
+  auto c = svc.client({"cancel", "long"});  // by name
+  EXPECT_EQ(c.wait_for(0s), std::optional<int>(0)) << c.err();
+  const auto st = svc.status(long_job);
+  ASSERT_EQ(st.jobs_size(), 1);
+  EXPECT_EQ(st.jobs(0).state(), "cancelled");
+  const auto t0 = std::chrono::steady_clock::now();
+  auto p = svc.client({"submit", farm.write("small.json", kSmallJob), "--wait", "-q"});
+  EXPECT_EQ(p.wait_for(0s), std::optional<int>(0)) << p.err();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s) << "workers were freed";
+  auto w = svc.client({"wait", long_job, "-q"});
+  EXPECT_EQ(w.wait_for(0s), std::optional<int>(2)) << "a cancelled job does not succeed";
+  const auto partial = read_report(farm.path("jobs/" + long_job + "/report.json"));
+  EXPECT_EQ(partial.state(), "cancelled");
+}
+
+TEST(Service, FailedTasksGiveExitCode2) {
+  Farm farm;
+  Service svc(farm, 0);
+  auto w = farm.worker("w", {"--threads", "2"}, {"TASKFARM_TEST_FAIL_TASK=3"});
+  auto p = svc.client({"submit", farm.write("small.json", kSmallJob), "--wait", "--report",
+                       farm.path("r.json")});
+  EXPECT_EQ(p.wait_for(0s), std::optional<int>(2)) << p.err();
+  EXPECT_EQ(read_report(farm.path("r.json")).tasks_failed(), 1u);
+  w.signal(SIGTERM);
+  EXPECT_EXIT_CODE(w, 0, 5s);
+}
+
+TEST(Service, BadSubmissionsAreOneLineErrorsAndDoNotDisturbRunningJobs) {
+  Farm farm;
+  Service svc(farm);
+  const std::string running = svc.submit(farm.write(
+      "run.json", R"({"name": "run", "tasks": [{"kernel": "sleep", "count": 200, "size": 5000}]})"));
+  const std::pair<std::string, std::string> bad[] = {
+      {"{ not json", "invalid job"},
+      {R"({"tasks": [{"kernel": "fft", "count": 1}]})", "unknown kernel 'fft'"},
+      {R"({"tasks": [{"kernel": "noop", "count": -3}]})", "invalid job"},
+      {R"({"tasks": []})", "no tasks"},
+      {R"({"tasks": [{"kernel": "noop", "count": 1}], "colour": 1})", "colour"},
+  };
+  int i = 0;
+  for (const auto& [json, expect] : bad) {
+    auto p = svc.client({"submit", farm.write("bad" + std::to_string(i++) + ".json", json)});
+    EXPECT_EQ(p.wait_for(0s), std::optional<int>(1)) << json;
+    const std::string err = p.err();
+    EXPECT_NE(err.find(expect), std::string::npos) << json << ": " << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  }
+  auto missing = svc.client({"submit", farm.path("missing.json")});
+  EXPECT_EQ(missing.wait_for(0s), std::optional<int>(1));
+  auto unknown = svc.client({"cancel", "0123456789abcdef"});
+  EXPECT_EQ(unknown.wait_for(0s), std::optional<int>(1));
+  EXPECT_NE(unknown.err().find("unknown job"), std::string::npos) << unknown.err();
+  auto p = svc.client({"wait", running, "-q"});
+  EXPECT_EQ(p.wait_for(0s), std::optional<int>(0)) << p.err();
+}
+
+TEST(Service, ClientTimesOutClearlyWhenNoServerRuns) {
+  Farm farm;
+  const auto t0 = std::chrono::steady_clock::now();
+  Process p({bin("taskfarm"), "--server", "ipc://" + farm.path("nobody"), "--timeout", "1",
+             "status"},
+            farm.path("client"));
+  EXPECT_EQ(p.wait_for(10s), std::optional<int>(1));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+  EXPECT_NE(p.err().find("no answer from the job service"), std::string::npos) << p.err();
+}
+
+TEST(Service, PythonClientSubmitsWaitsAndReadsTheReport) {
+  if (std::string(TASKFARM_PYTHON).empty()) GTEST_SKIP() << "python3 with zmq and protobuf not found";
+  Farm farm;
+  Service svc(farm);
+  Process py({TASKFARM_PYTHON, std::string(TASKFARM_SOURCE_DIR) + "/examples/python/taskfarm_client.py",
+              farm.write("small.json", kSmallJob), "--server", svc.endpoint(), "--report",
+              farm.path("py.json")},
+             farm.path("python"), {"PYTHONPATH=" TASKFARM_PYTHON_DIR});
+  EXPECT_EQ(py.wait_for(60s), std::optional<int>(0)) << py.err();
+  EXPECT_NE(py.out().find("done: 60 ok"), std::string::npos) << py.out();
+  EXPECT_EQ(read_report(farm.path("py.json")).tasks_ok(), 60u);
+}
+
+}  // namespace
+}  // namespace taskfarm::testing
