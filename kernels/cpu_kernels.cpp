@@ -3,6 +3,7 @@
 // checksums match the CUDA kernels bit for bit.
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -362,6 +363,15 @@ KernelOutput reduce(const TaskInput& in) {
   return {element_hash(0, double_bits(sum)), sum, 4 * n, n};
 }
 
+// Grey level of a pixel: black inside the set, brighter the faster it escapes.
+uint8_t grey(uint32_t iters) {
+  if (iters >= static_cast<uint32_t>(kMandelbrotMaxIter)) return 0;
+  // Logarithmic, so that the many pixels escaping in a few iterations stay distinguishable.
+  const float shade = std::log2(1.0f + static_cast<float>(iters)) /
+                      std::log2(1.0f + static_cast<float>(kMandelbrotMaxIter));
+  return static_cast<uint8_t>(255.0f * (1.0f - shade));
+}
+
 KernelOutput mandelbrot(const TaskInput& in) {
   const auto size = static_cast<uint64_t>(in.size);
   const uint64_t row_begin = band_begin(size, in.count, in.index);
@@ -371,6 +381,7 @@ KernelOutput mandelbrot(const TaskInput& in) {
   static const MandelbrotRun run = pick_mandelbrot_run();
   uint64_t checksum = 0, total = 0;
   std::array<uint32_t, kMandelbrotRun> iters;
+  if (in.artifact) in.artifact->reserve(in.artifact->size() + (row_end - row_begin) * size);
   for (uint64_t r = row_begin; r < row_end; ++r) {
     const float cy = -1.25f + static_cast<float>(r) * step_y;
     for (uint64_t c = 0; c < size; c += kMandelbrotRun) {
@@ -379,6 +390,9 @@ KernelOutput mandelbrot(const TaskInput& in) {
       for (size_t i = 0; i < len; ++i) {
         checksum += element_hash(r * size + c + i, iters[i]);
         total += iters[i];
+      }
+      if (in.artifact) {
+        for (size_t i = 0; i < len; ++i) in.artifact->push_back(static_cast<char>(grey(iters[i])));
       }
     }
   }

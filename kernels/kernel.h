@@ -17,6 +17,9 @@ struct TaskInput {
   uint64_t index = 0;        // task index within its job entry: part of the generator counter
   uint64_t count = 1;        // tasks in the entry (mandelbrot splits its image into `count` bands)
   std::string_view payload;  // inline input; empty means "generate from (seed, index)"
+  // When set, kernels that produce an artifact append it here (mandelbrot: its band, one grey
+  // byte per pixel, row-major). Others ignore it.
+  std::string* artifact = nullptr;
 };
 
 // What a task reports. `checksum` is exact and device-independent for generated inputs

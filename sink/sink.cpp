@@ -16,6 +16,7 @@
 #include "common/protocol.h"
 #include "common/signals.h"
 #include "sink/aggregator.h"
+#include "sink/png.h"
 
 namespace taskfarm::sink {
 namespace {
@@ -51,6 +52,9 @@ struct Sink::Impl {
   RejectCounter rejects{"results socket"};
 
   std::map<uint64_t, JobAggregator> active;
+  // Artifacts being assembled: job -> image width -> pixels (one grey byte each).
+  std::map<uint64_t, std::map<uint64_t, std::string>> images;
+  static constexpr uint64_t kMaxImagePixels = uint64_t{1} << 28;  // 16384 x 16384
   std::map<uint64_t, v1::Envelope> ended;  // BatchEnd of finished jobs (empty body: cancelled)
   std::deque<uint64_t> ended_order;
   bool accepted_one = false;                // one-shot mode takes a single job
@@ -126,6 +130,7 @@ struct Sink::Impl {
     log::info("job '{}' ({:016x}) cancelled at {}/{}", it->second.name(), id, it->second.done(),
               it->second.total());
     active.erase(it);
+    images.erase(id);
     remember_ended(id, v1::Envelope{});
   }
 
@@ -152,6 +157,7 @@ struct Sink::Impl {
         case Outcome::kFinal:
           pending_ack.add_done(r.task_id());
           if (r.status() != v1::STATUS_OK) pending_ack.add_failed(r.task_id());
+          if (!r.output().empty() && !opt.results_dir.empty()) place_artifact(r.job_id(), r);
           break;
         case Outcome::kDuplicate:  // re-ack: the first ack may have been lost
           pending_ack.add_done(r.task_id());
@@ -166,6 +172,39 @@ struct Sink::Impl {
       }
     }
     for (JobAggregator* job : touched) job->touch_worker(batch.worker());  // GPU memory
+  }
+
+  // Copies a mandelbrot band into its job's image (checked against the image bounds).
+  void place_artifact(uint64_t job_id, const v1::Result& r) {
+    const uint64_t width = r.output_width();
+    if (width == 0 || width * width > kMaxImagePixels || r.output().size() % width != 0 ||
+        r.output_row() + r.output().size() / width > width) {
+      rejects.reject(fmt::format("artifact of task {} does not fit a {}-pixel image", r.task_id(),
+                                 width));
+      return;
+    }
+    std::string& image = images[job_id][width];
+    if (image.empty()) image.assign(width * width, '\0');
+    image.replace(r.output_row() * width, r.output().size(), r.output());
+  }
+
+  void write_artifacts(uint64_t id) {
+    auto it = images.find(id);
+    if (it == images.end()) return;
+    for (const auto& [width, pixels] : it->second) {
+      const auto path = std::filesystem::path(opt.results_dir) / fmt::format("{:016x}", id) /
+                        fmt::format("mandelbrot-{}.png", width);
+      std::error_code ec;
+      std::filesystem::create_directories(path.parent_path(), ec);
+      if (!write_png_gray8(path.string(), static_cast<uint32_t>(width),
+                           static_cast<uint32_t>(width),
+                           reinterpret_cast<const uint8_t*>(pixels.data()))) {
+        log::error("cannot write {}", path.string());
+      } else {
+        log::info("wrote {}", path.string());
+      }
+    }
+    images.erase(it);
   }
 
   void handle(const zmq::message_t& frame, bool more) {
@@ -213,6 +252,7 @@ struct Sink::Impl {
     rep.set_rejected_messages(static_cast<uint32_t>(rejects.count()));
     rep.set_state(job.failed() > 0 ? "failed" : "done");
     write_reports(id, rep);
+    write_artifacts(id);
     if (!opt.quiet && !opt.serve) {
       fmt::print("{}", report_table(rep));
       std::fflush(stdout);

@@ -682,3 +682,29 @@ TEST(ScratchBuffer, ReusesSmallBuffersAndFreesHugeOnes) {
 }
 
 }  // namespace
+
+namespace taskfarm::kernels {
+namespace {
+
+TEST(Mandelbrot, BandArtifactsComposeIntoTheWholeImage) {
+  const auto& reg = KernelRegistry::instance();
+  std::string whole, bands;
+  TaskInput in;
+  in.size = 61;
+  in.count = 1;
+  in.artifact = &whole;
+  reg.run_cpu("mandelbrot", in);
+  ASSERT_EQ(whole.size(), 61u * 61u);
+  in.count = 5;
+  in.artifact = &bands;
+  for (uint64_t i = 0; i < 5; ++i) {
+    in.index = i;
+    reg.run_cpu("mandelbrot", in);
+  }
+  EXPECT_EQ(bands, whole);
+  EXPECT_NE(whole.find('\0'), std::string::npos);                    // points inside the set
+  EXPECT_NE(whole.find_first_not_of('\0'), std::string::npos);       // and outside
+}
+
+}  // namespace
+}  // namespace taskfarm::kernels

@@ -177,6 +177,22 @@ TEST(Service, BadSubmissionsAreOneLineErrorsAndDoNotDisturbRunningJobs) {
   EXPECT_EQ(p.wait_for(0s), std::optional<int>(0)) << p.err();
 }
 
+TEST(Service, MandelbrotImageIsAssembledIntoAPng) {
+  Farm farm;
+  Service svc(farm);
+  auto p = svc.client({"submit", farm.write("m.json", R"({"name": "m", "keep_output": true,
+      "tasks": [{"kernel": "mandelbrot", "count": 7, "size": 100}]})"), "--wait", "--report",
+                       farm.path("m.report.json")});
+  EXPECT_EQ(p.wait_for(0s), std::optional<int>(0)) << p.err();
+  const auto r = read_report(farm.path("m.report.json"));
+  const std::string png = read_file(farm.path("jobs/" + r.job_id() + "/mandelbrot-100.png"));
+  ASSERT_GT(png.size(), 33u);
+  EXPECT_EQ(png.substr(1, 3), "PNG");
+  EXPECT_EQ(png.substr(12, 4), "IHDR");
+  EXPECT_EQ(static_cast<uint8_t>(png[19]), 100);  // width, big-endian
+  EXPECT_EQ(static_cast<uint8_t>(png[23]), 100);  // height
+}
+
 TEST(Service, ClientTimesOutClearlyWhenNoServerRuns) {
   Farm farm;
   const auto t0 = std::chrono::steady_clock::now();

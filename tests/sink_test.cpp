@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <fstream>
+#include <iterator>
 #include <random>
 
 #include "sink/aggregator.h"
@@ -143,6 +145,42 @@ TEST(Sink, ReportJsonUsesDesignFieldNames) {
     EXPECT_NE(json.find(field), std::string::npos) << field << " in " << json;
   }
   EXPECT_NE(report_table(agg.report()).find("saxpy"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace taskfarm::sink
+
+#include <zlib.h>
+
+#include "sink/png.h"
+
+namespace taskfarm::sink {
+namespace {
+
+TEST(Png, WritesADecodableGreyImage) {
+  const uint32_t w = 37, h = 11;
+  std::string pixels(w * h, '\0');
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<char>(i * 7);
+  const std::string path = ::testing::TempDir() + "/t.png";
+  ASSERT_TRUE(write_png_gray8(path, w, h, reinterpret_cast<const uint8_t*>(pixels.data())));
+  std::ifstream in(path, std::ios::binary);
+  std::string png((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
+  // IDAT follows IHDR (8 + 25 bytes); inflate it and compare the rows.
+  const size_t idat = 8 + 25;
+  ASSERT_EQ(png.substr(idat + 4, 4), "IDAT");
+  const uint32_t len = (uint8_t(png[idat]) << 24) | (uint8_t(png[idat + 1]) << 16) |
+                       (uint8_t(png[idat + 2]) << 8) | uint8_t(png[idat + 3]);
+  std::string raw((w + 1) * h, '\0');
+  uLongf raw_len = raw.size();
+  ASSERT_EQ(uncompress(reinterpret_cast<Bytef*>(raw.data()), &raw_len,
+                       reinterpret_cast<const Bytef*>(png.data() + idat + 8), len),
+            Z_OK);
+  ASSERT_EQ(raw_len, raw.size());
+  for (uint32_t r = 0; r < h; ++r) {
+    EXPECT_EQ(raw[r * (w + 1)], 0);
+    EXPECT_EQ(raw.substr(r * (w + 1) + 1, w), pixels.substr(r * w, w));
+  }
 }
 
 }  // namespace

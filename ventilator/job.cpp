@@ -84,6 +84,7 @@ void Job::fill(uint64_t task_id, v1::Task* task) const {
   task->set_index(task_id - *it);
   task->set_count(t.count());
   if (!t.payload().empty()) task->set_payload(t.payload());
+  if (spec_.keep_output()) task->set_keep_output(true);
 }
 
 }  // namespace taskfarm::ventilator

@@ -9,6 +9,7 @@
 
 #include "common/clock.h"
 #include "common/errors.h"
+#include "kernels/inputs.h"
 
 namespace taskfarm::worker {
 
@@ -25,6 +26,8 @@ v1::Result run_task(const v1::Task& task, const TaskRunner& runner) {
   in.index = task.index();
   in.count = task.count();
   in.payload = task.payload();
+  std::string artifact;
+  if (task.keep_output()) in.artifact = &artifact;
   const auto& clock = SystemClock::instance();
   r.set_started_ns(clock.wall_ns());
   try {
@@ -34,6 +37,12 @@ v1::Result run_task(const v1::Task& task, const TaskRunner& runner) {
     r.set_value(out.value);
     r.set_bytes(out.bytes);
     r.set_flops(out.flops);
+    if (!artifact.empty()) {
+      r.set_output(std::move(artifact));
+      r.set_output_row(kernels::band_begin(static_cast<uint64_t>(task.size()), task.count(),
+                                           task.index()));
+      r.set_output_width(static_cast<uint64_t>(task.size()));
+    }
   } catch (const kernels::KernelError& e) {
     r.set_status(v1::STATUS_FAILED);
     r.set_error(e.what());

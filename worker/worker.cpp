@@ -107,6 +107,8 @@ struct Worker::Impl {
       executor = std::make_unique<Executor>(slots, [dev, this]() -> TaskRunner {
         std::shared_ptr<kernels::gpu::StreamRunner> runner = kernels::gpu::StreamRunner::create(dev);
         return [runner, this](std::string_view kernel, const kernels::TaskInput& in) {
+          // The CUDA kernels return summaries only; a task that wants its artifact runs here.
+          if (in.artifact) return kernels::KernelRegistry::instance().run_cpu(kernel, in);
           auto out = runner->run(kernel, in);
           gpu_bytes.store(runner->device_bytes_in_use(), std::memory_order_relaxed);
           return out;
