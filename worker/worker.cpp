@@ -13,7 +13,7 @@
 #include "common/net.h"
 #include "common/protocol.h"
 #include "common/signals.h"
-#include "kernels/cuda/gpu.h"
+#include "kernels/cuda/gpu_plugin.h"
 #include "worker/executor.h"
 
 namespace taskfarm::worker {
@@ -33,7 +33,7 @@ struct DeviceChoice {
 DeviceChoice choose_device(const std::string& device) {
   if (device == "cpu") return {-1, "cpu"};
   std::string why;
-  const auto devices = kernels::gpu::list_devices(&why);
+  const auto devices = kernels::gpu::plugin::list_devices(&why);
   // `i` is a position in the list; the CUDA device number is DeviceInfo::index.
   auto pick = [&](int i) {
     const auto& d = devices[static_cast<size_t>(i)];
@@ -105,7 +105,7 @@ struct Worker::Impl {
     if (device.cuda >= 0) {
       const int dev = device.cuda;
       executor = std::make_unique<Executor>(slots, [dev, this]() -> TaskRunner {
-        std::shared_ptr<kernels::gpu::StreamRunner> runner = kernels::gpu::StreamRunner::create(dev);
+        std::shared_ptr<kernels::gpu::StreamRunner> runner = kernels::gpu::plugin::create_runner(dev);
         return [runner, this](std::string_view kernel, const kernels::TaskInput& in) {
           // The CUDA kernels return summaries only; a task that wants its artifact runs here.
           if (in.artifact) return kernels::KernelRegistry::instance().run_cpu(kernel, in);
