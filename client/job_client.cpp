@@ -7,9 +7,10 @@
 
 namespace taskfarm::client {
 
-JobClient::JobClient(std::string endpoint, int64_t timeout_ms)
-    : endpoint_(std::move(endpoint)), timeout_ms_(timeout_ms) {
+JobClient::JobClient(std::string endpoint, int64_t timeout_ms, const CurveOptions& curve)
+    : endpoint_(std::move(endpoint)), timeout_ms_(timeout_ms), curve_(curve, ctx_) {
   configure_socket(socket_, kDefaultMaxMessageBytes);
+  curve_.make_client(socket_);
   connect_socket(socket_, endpoint_, "job service");
 }
 

@@ -8,13 +8,14 @@
 #include <string>
 
 #include "common/protocol.h"
+#include "common/security.h"
 
 namespace taskfarm::client {
 
 class JobClient {
  public:
   // Connects to `endpoint` (nothing is sent yet). Throws: SetupError for a bad endpoint.
-  JobClient(std::string endpoint, int64_t timeout_ms);
+  JobClient(std::string endpoint, int64_t timeout_ms, const CurveOptions& curve = {});
 
   // Sends `request` and waits for the reply.
   // Returns: the reply. Throws: SetupError when no reply comes within the timeout.
@@ -31,6 +32,7 @@ class JobClient {
   std::string endpoint_;
   int64_t timeout_ms_;
   zmq::context_t ctx_{1};
+  Curve curve_;
   zmq::socket_t socket_{ctx_, zmq::socket_type::dealer};
 };
 

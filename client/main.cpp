@@ -102,6 +102,8 @@ int main(int argc, char** argv) {
   app.add_option("--timeout", timeout_s, "seconds to wait for the service to answer")
       ->check(CLI::Range(0.1, 3600.0))
       ->capture_default_str();
+  CurveOptions curve;
+  curve.add_flags(app, /*server=*/false, /*client=*/true);
   add_common_flags(app);
 
   std::string file, job, report_path;
@@ -120,10 +122,18 @@ int main(int argc, char** argv) {
   wait_cmd->add_flag("-q,--quiet", quiet, "no progress or table");
   auto* cancel = app.add_subcommand("cancel", "stop a job and discard its results");
   cancel->add_option("JOB", job, "job id or name")->required();
+  std::string key_name, key_dir = ".";
+  auto* keygen = app.add_subcommand("keygen", "write a CurveZMQ key pair: DIR/NAME.key and DIR/NAME.pub");
+  keygen->add_option("NAME", key_name, "key name, e.g. head or worker-7")->required();
+  keygen->add_option("--dir", key_dir, "directory for the two files")->capture_default_str();
 
   return cli_main(app, argc, argv, [&]() -> int {
+    if (*keygen) {
+      fmt::print("{}\n", write_key_pair(key_dir, key_name));
+      return kExitOk;
+    }
     client::JobClient c(connect_endpoint(server, kSubmitPort),
-                        static_cast<int64_t>(timeout_s * 1000));
+                        static_cast<int64_t>(timeout_s * 1000), curve);
     if (*submit) {
       const std::string id = c.submit(ventilator::load_job_file(file));
       if (!wait) {

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   app.add_option("--max-message-mb", max_message_mb, "largest accepted message, in MiB")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
+  opt.curve.add_flags(app, /*server=*/true, /*client=*/false);
   add_common_flags(app);
   return cli_main(app, argc, argv, [&] {
     opt.max_message_bytes = max_message_mb << 20;

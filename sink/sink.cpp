@@ -46,6 +46,7 @@ struct Sink::Impl {
   SinkOptions opt;
   const Clock& clock;
   zmq::context_t ctx{1};
+  Curve curve{opt.curve, ctx};  // before the sockets: outlives them
   zmq::socket_t results{ctx, zmq::socket_type::pull};
   zmq::socket_t control{ctx, zmq::socket_type::pub};
   std::string results_ep, control_ep;
@@ -67,6 +68,8 @@ struct Sink::Impl {
     results.set(zmq::sockopt::rcvhwm, 10000);
     configure_socket(control, opt.max_message_bytes, 2000);  // linger: flush BatchEnd/Kill
     control.set(zmq::sockopt::sndhwm, 100000);
+    curve.make_server(results);
+    curve.make_server(control);
     results_ep = bind_socket(results, opt.results_bind, "results");
     control_ep = bind_socket(control, opt.control_bind, "control");
   }

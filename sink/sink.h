@@ -7,6 +7,7 @@
 #include <string>
 
 #include "common/clock.h"
+#include "common/security.h"
 
 namespace taskfarm::sink {
 
@@ -19,6 +20,7 @@ struct SinkOptions {
   bool keep_workers = false;        // do not tell workers to exit after the batch
   bool quiet = false;               // no table on stdout
   int64_t max_message_bytes = int64_t{256} << 20;
+  CurveOptions curve;
 };
 
 class Sink {

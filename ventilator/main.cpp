@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--wait-sink", wait_sink_s, "give up if the sink does not answer (0: wait)")
       ->check(CLI::Range(0.0, 1e6));
+  opt.curve.add_flags(app, /*server=*/true, /*client=*/true);
   add_common_flags(app);
   return cli_main(app, argc, argv, [&] {
     opt.policy.worker_timeout_ms = static_cast<int64_t>(worker_timeout_s * 1000);

@@ -38,6 +38,7 @@ struct Ventilator::Impl {
   VentilatorOptions opt;
   const Clock& clock;
   zmq::context_t ctx{1};
+  Curve curve{opt.curve, ctx};  // before the sockets: outlives them
   zmq::socket_t tasks{ctx, zmq::socket_type::router};
   zmq::socket_t to_sink{ctx, zmq::socket_type::push};
   zmq::socket_t from_sink{ctx, zmq::socket_type::sub};
@@ -62,9 +63,13 @@ struct Ventilator::Impl {
     from_sink.set(zmq::sockopt::rcvhwm, 100000);
     from_sink.set(zmq::sockopt::subscribe, kTopicAck);
     from_sink.set(zmq::sockopt::subscribe, kTopicCtl);
+    curve.make_server(tasks);
+    curve.make_client(to_sink);
+    curve.make_client(from_sink);
     tasks_ep = bind_socket(tasks, opt.tasks_bind, "task");
     if (!opt.submit_bind.empty()) {
       configure_socket(submit, opt.max_message_bytes, 1000);
+      curve.make_server(submit);
       submit_ep = bind_socket(submit, opt.submit_bind, "submission");
     }
     connect_socket(to_sink, opt.sink_results, "sink results");

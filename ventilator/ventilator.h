@@ -10,6 +10,7 @@
 
 #include "common/clock.h"
 #include "common/protocol.h"
+#include "common/security.h"
 #include "ventilator/dispatcher.h"
 
 namespace taskfarm::ventilator {
@@ -24,6 +25,7 @@ struct VentilatorOptions {
   int64_t sink_wait_ms = 0;  // give up when the sink does not answer for this long (0: never)
   int64_t max_message_bytes = kDefaultMaxMessageBytes;
   size_t keep_finished = 1000;  // finished jobs remembered for `taskfarm status`
+  CurveOptions curve;
 };
 
 class Ventilator {

@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
                  "on SIGINT/SIGTERM, seconds to let running tasks finish")
       ->check(CLI::Range(0.0, 86400.0))
       ->capture_default_str();
+  opt.curve.add_flags(app, /*server=*/false, /*client=*/true);
   add_common_flags(app);
   return cli_main(app, argc, argv, [&] {
     opt.ventilator = connect_endpoint(ventilator, kTasksPort);

@@ -75,6 +75,7 @@ struct Worker::Impl {
   std::atomic<uint64_t> gpu_bytes{0};
   std::unique_ptr<Executor> executor;
   zmq::context_t ctx{1};
+  Curve curve{opt.curve, ctx};  // before the sockets: outlives them
   zmq::socket_t vent{ctx, zmq::socket_type::dealer};
   zmq::socket_t results{ctx, zmq::socket_type::push};
   zmq::socket_t control{ctx, zmq::socket_type::sub};
@@ -131,6 +132,9 @@ struct Worker::Impl {
     results.set(zmq::sockopt::sndhwm, 16);
     configure_socket(control, opt.max_message_bytes);
     control.set(zmq::sockopt::subscribe, kTopicCtl);
+    curve.make_client(vent);
+    curve.make_client(results);
+    curve.make_client(control);
     connect_socket(vent, opt.ventilator, "ventilator");
     connect_socket(results, opt.sink_results, "sink results");
     connect_socket(control, opt.sink_control, "sink control");

@@ -7,6 +7,8 @@
 #include <memory>
 #include <string>
 
+#include "common/security.h"
+
 namespace taskfarm::worker {
 
 struct WorkerOptions {
@@ -22,6 +24,7 @@ struct WorkerOptions {
   int64_t peer_timeout_ms = 3000;  // re-register when the ventilator is silent this long
   int64_t drain_timeout_ms = 30000; // on SIGTERM, wait this long for running tasks
   int64_t max_message_bytes = int64_t{256} << 20;
+  CurveOptions curve;
 };
 
 class Worker {
