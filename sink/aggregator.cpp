@@ -15,6 +15,23 @@ JobAggregator::JobAggregator(const v1::BatchStart& start)
       max_attempts_(start.max_attempts() == 0 ? 3 : start.max_attempts()),
       final_bits_((start.total() + 63) / 64, 0) {}
 
+JobAggregator::WorkerStats& JobAggregator::worker_stats(const v1::WorkerInfo& worker) {
+  if (!last_worker_ || last_worker_id_ != worker.id()) {
+    last_worker_ = &workers_[worker.id()];  // std::map nodes never move
+    last_worker_id_ = worker.id();
+    if (last_worker_->info.id().empty()) last_worker_->info = worker;
+  }
+  return *last_worker_;
+}
+
+JobAggregator::KernelStats& JobAggregator::kernel_stats(const std::string& kernel) {
+  if (!last_kernel_ || last_kernel_name_ != kernel) {
+    last_kernel_ = &kernels_[kernel];
+    last_kernel_name_ = kernel;
+  }
+  return *last_kernel_;
+}
+
 void JobAggregator::touch_worker(const v1::WorkerInfo& worker) {
   auto& w = workers_[worker.id()];
   w.info = worker;
@@ -31,14 +48,13 @@ Outcome JobAggregator::add(const v1::Result& r, const v1::WorkerInfo& worker,
     return Outcome::kDuplicate;
   }
   const bool ok = r.status() == v1::STATUS_OK;
-  auto& ws = workers_[worker.id()];
-  if (ws.info.id().empty()) ws.info = worker;
+  auto& ws = worker_stats(worker);
   const int64_t busy = std::max<int64_t>(0, r.finished_ns() - r.started_ns());
   ws.busy_ns += r.started_ns() > 0 ? busy : 0;
   if (!ok && r.retryable() && r.attempt() < max_attempts_) return Outcome::kRetry;
 
   word |= bit;
-  auto& ks = kernels_[r.kernel()];
+  auto& ks = kernel_stats(r.kernel());
   ++ks.tasks;
   ks.busy_ns += r.started_ns() > 0 ? busy : 0;
   if (ok) {

@@ -69,6 +69,12 @@ class JobAggregator {
   LatencyHistogram latency_ns_;
   std::map<std::string, WorkerStats> workers_;
   std::map<std::string, KernelStats> kernels_;
+  // Results come in batches from one worker, mostly of one kernel: skip the map lookups.
+  WorkerStats& worker_stats(const v1::WorkerInfo& worker);
+  KernelStats& kernel_stats(const std::string& kernel);
+  WorkerStats* last_worker_ = nullptr;
+  KernelStats* last_kernel_ = nullptr;
+  std::string last_worker_id_, last_kernel_name_;
   std::vector<v1::TaskFailure> failures_;
 };
 

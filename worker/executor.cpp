@@ -128,15 +128,28 @@ void Executor::loop(std::function<TaskRunner()> make_runner, int) {
       r.set_retryable(false);
     }
     const int64_t took = r.finished_ns() - r.started_ns();
+    bool first;
     {
       std::lock_guard lock(mu_);
       --running_;
       avg_ns_ = avg_ns_ == 0 ? took : (avg_ns_ * 7 + took) / 8;
+      first = done_.empty();
       done_.push_back(std::move(r));
     }
-    const uint64_t one = 1;
-    [[maybe_unused]] auto n = write(event_fd_, &one, sizeof one);
+    // One wake-up per batch of results: collect() takes all of them.
+    if (first) {
+      const uint64_t one = 1;
+      [[maybe_unused]] auto n = write(event_fd_, &one, sizeof one);
+    }
   }
+}
+
+void Executor::submit_all(google::protobuf::RepeatedPtrField<v1::Task>& tasks) {
+  {
+    std::lock_guard lock(mu_);
+    for (auto& t : tasks) queue_.push_back(std::move(t));
+  }
+  cv_.notify_all();
 }
 
 void Executor::submit(v1::Task task) {

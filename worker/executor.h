@@ -31,6 +31,8 @@ class Executor {
   Executor& operator=(const Executor&) = delete;
 
   void submit(v1::Task task);
+  // Queues a whole batch under one lock (moves the tasks out of `tasks`).
+  void submit_all(google::protobuf::RepeatedPtrField<v1::Task>& tasks);
   // Removes and returns the tasks no thread has started.
   std::vector<v1::Task> take_unstarted();
   // Removes the unstarted tasks of a job. Returns: how many.

@@ -188,14 +188,14 @@ struct Worker::Impl {
   }
 
   // Returns: true when told to exit.
-  bool on_ventilator(const v1::Envelope& env) {
+  bool on_ventilator(v1::Envelope& env) {
     last_heard_ns = clock.steady_ns();
     switch (env.body_case()) {
       case v1::Envelope::kTasks: {
         const int n = env.tasks().tasks_size();
         outstanding = std::max<int64_t>(0, outstanding - n);
         held += n;
-        for (const auto& t : env.tasks().tasks()) executor->submit(t);
+        executor->submit_all(*env.mutable_tasks()->mutable_tasks());
         break;
       }
       case v1::Envelope::kWelcome:
