@@ -14,28 +14,29 @@ zmq::message_t encode(v1::Envelope& envelope) {
   return msg;
 }
 
-Decoded decode(const void* data, size_t size) {
-  Decoded out;
-  if (size == 0) {
-    out.error = "empty frame";
-    return out;
-  }
+std::optional<std::string> decode_into(const void* data, size_t size, v1::Envelope& envelope) {
+  if (size == 0) return std::string("empty frame");
   if (size > static_cast<size_t>(INT32_MAX)) {
-    out.error = fmt::format("frame of {} bytes is too large", size);
-    return out;
+    return fmt::format("frame of {} bytes is too large", size);
   }
-  v1::Envelope envelope;
   if (!envelope.ParseFromArray(data, static_cast<int>(size))) {
-    out.error = fmt::format("undecodable frame of {} bytes (not a taskfarm message)", size);
-    return out;
+    return fmt::format("undecodable frame of {} bytes (not a taskfarm message)", size);
   }
   if (envelope.version() != kProtocolVersion) {
-    out.error = fmt::format("protocol version {} from peer, this build speaks version {}",
-                            envelope.version(), kProtocolVersion);
-    return out;
+    return fmt::format("protocol version {} from peer, this build speaks version {}",
+                       envelope.version(), kProtocolVersion);
   }
   if (envelope.body_case() == v1::Envelope::BODY_NOT_SET) {
-    out.error = "message without a body (unknown message type from a newer peer?)";
+    return std::string("message without a body (unknown message type from a newer peer?)");
+  }
+  return std::nullopt;
+}
+
+Decoded decode(const void* data, size_t size) {
+  Decoded out;
+  v1::Envelope envelope;
+  if (auto err = decode_into(data, size, envelope)) {
+    out.error = std::move(*err);
     return out;
   }
   out.envelope = std::move(envelope);

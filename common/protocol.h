@@ -42,6 +42,9 @@ struct Decoded {
 // Returns: the envelope in `frame`, or an error for an empty frame, undecodable bytes, a
 // missing body or another protocol version. Never throws.
 Decoded decode(const void* data, size_t size);
+// As decode(), into `envelope` (which may live on an arena). Returns: why the frame was
+// rejected, or nullopt.
+std::optional<std::string> decode_into(const void* data, size_t size, v1::Envelope& envelope);
 inline Decoded decode(const zmq::message_t& frame) { return decode(frame.data(), frame.size()); }
 
 // Counts and rate-limits the logging of rejected frames (garbage, wrong version, bad framing).

@@ -301,3 +301,27 @@ TEST(Dispatcher, LastAttemptGoesAloneThenNormalBatchesResume) {
 
 }  // namespace
 }  // namespace taskfarm::ventilator
+
+namespace taskfarm::ventilator {
+namespace {
+
+TEST(Dispatcher, BigPayloadsAreBatchedByBytes) {
+  ManualClock clock;
+  DispatchPolicy p;
+  p.max_batch_bytes = 8 << 20;
+  Dispatcher d(p, clock);
+  d.add_job(1, 100, 0, 0, 3 << 20);  // 3 MiB per task
+  (void)d.on_hello("a", v1::WorkerInfo{}, 50);
+  auto as = d.assign();
+  ASSERT_FALSE(as.empty());
+  for (const auto& a : as) EXPECT_LE(a.tasks.size(), 2u);  // 2 x 3 MiB <= 8 MiB < 3 x 3 MiB
+  Dispatcher huge(p, clock);
+  huge.add_job(1, 3, 0, 0, 100 << 20);  // bigger than a batch: still one per message
+  (void)huge.on_hello("a", v1::WorkerInfo{}, 3);
+  auto hs = huge.assign();
+  ASSERT_FALSE(hs.empty());
+  EXPECT_EQ(hs[0].tasks.size(), 1u);
+}
+
+}  // namespace
+}  // namespace taskfarm::ventilator

@@ -31,12 +31,13 @@ Dispatcher::Dispatcher(DispatchPolicy policy, const Clock& clock)
     : policy_(policy), clock_(clock) {}
 
 void Dispatcher::add_job(uint64_t job_id, uint64_t total, int32_t priority,
-                         uint32_t max_attempts) {
+                         uint32_t max_attempts, uint64_t task_bytes) {
   Job job;
   job.id = job_id;
   job.total = total;
   job.priority = priority;
   job.max_attempts = max_attempts > 0 ? max_attempts : policy_.max_attempts;
+  job.task_bytes = task_bytes;
   jobs_.emplace(job_id, std::move(job));
 }
 
@@ -234,9 +235,12 @@ std::vector<Assignment> Dispatcher::assign() {
     Assignment a;
     a.worker = it->first;
     const int64_t want = std::min<int64_t>(w.credit, policy_.max_batch);
+    uint64_t bytes = 0;  // payload bytes in this message so far
     while (static_cast<int64_t>(a.tasks.size()) < want) {
       Job* job = pick_job();
       if (!job) break;
+      if (!a.tasks.empty() && bytes + job->task_bytes > policy_.max_batch_bytes) break;
+      bytes += job->task_bytes;
       uint64_t id;
       Entry* e;
       if (!job->requeued.empty()) {

@@ -21,6 +21,7 @@ struct DispatchPolicy {
   uint32_t max_attempts = 3;         // attempts before a task is reported failed
   uint64_t window = 200000;          // most unresolved tasks per job (bounded memory)
   uint32_t max_batch = 1024;         // most tasks per message to one worker
+  uint64_t max_batch_bytes = 8 << 20;  // and about this many payload bytes (at least one task)
 };
 
 // One task handed to a worker.
@@ -47,8 +48,9 @@ class Dispatcher {
   explicit Dispatcher(DispatchPolicy policy, const Clock& clock = SystemClock::instance());
 
   // ---- jobs
-  // `max_attempts` 0 means the policy's.
-  void add_job(uint64_t job_id, uint64_t total, int32_t priority = 0, uint32_t max_attempts = 0);
+  // `max_attempts` 0 means the policy's; `task_bytes` is the largest inline payload of a task.
+  void add_job(uint64_t job_id, uint64_t total, int32_t priority = 0, uint32_t max_attempts = 0,
+               uint64_t task_bytes = 0);
   // Stops dispatching the job and forgets its tasks.
   void remove_job(uint64_t job_id);
   // Returns: whether every task of the job has a final result acknowledged by the sink.
@@ -115,6 +117,7 @@ class Dispatcher {
     uint64_t total;
     int32_t priority;
     uint32_t max_attempts;
+    uint64_t task_bytes;
     uint64_t next_fresh = 0;
     uint64_t acked = 0;
     uint64_t failed = 0;

@@ -49,6 +49,8 @@ struct Ventilator::Impl {
   Dispatcher dispatcher;
   uint64_t epoch = random_u64();
   v1::Envelope scratch;  // reused for outgoing task batches
+  // Kept outside `scratch`: Envelope::Clear() deletes its oneof body, and with it 1024 Tasks.
+  v1::TaskBatch batch_scratch;
   std::map<uint64_t, JobState> jobs;
   std::deque<uint64_t> finished_order;  // for forgetting old finished jobs
   int64_t next_wait_log = 0;
@@ -240,16 +242,28 @@ struct Ventilator::Impl {
       auto assignments = dispatcher.assign();
       if (assignments.empty()) return;
       for (const auto& a : assignments) {
-        scratch.Clear();
-        auto* batch = scratch.mutable_tasks();
+        batch_scratch.Clear();  // keeps the Task objects for reuse
         const int64_t now = clock.wall_ns();
+        const Job* job = nullptr;
+        uint64_t job_id = 0;
         for (const auto& t : a.tasks) {
-          auto* task = batch->add_tasks();
-          jobs.at(t.job_id).job->fill(t.task_id, task);
+          if (!job || t.job_id != job_id) job = jobs.at(job_id = t.job_id).job.get();
+          auto* task = batch_scratch.add_tasks();
+          job->fill(t.task_id, task);
           task->set_attempt(t.attempt);
           task->set_sent_ns(now);
         }
-        if (!send_to(a.worker, scratch)) {
+        bool sent;
+        {
+          // Lend the batch to the envelope; take it back even if send_to throws.
+          struct GiveBack {
+            v1::Envelope& envelope;
+            ~GiveBack() { (void)envelope.release_tasks(); }
+          } give_back{scratch};
+          scratch.set_allocated_tasks(&batch_scratch);
+          sent = send_to(a.worker, scratch);
+        }
+        if (!sent) {
           dispatcher.unsend(a);
           report_give_ups(dispatcher.on_unreachable(a.worker));
         }
@@ -288,8 +302,12 @@ struct Ventilator::Impl {
           JobState& js = it->second;
           js.state = "running";
           js.started_ns = clock.steady_ns();
+          uint64_t task_bytes = 0;
+          for (const auto& t : js.job->spec().tasks()) {
+            task_bytes = std::max<uint64_t>(task_bytes, t.payload().size());
+          }
           dispatcher.add_job(it->first, js.job->total(), js.job->spec().priority(),
-                             js.job->spec().max_attempts());
+                             js.job->spec().max_attempts(), task_bytes);
           log::info("sink accepted job '{}'; dispatching to {} workers", js.job->spec().name(),
                     dispatcher.workers());
           break;

@@ -24,6 +24,8 @@ constexpr int kMaxResultsPerMessage = 1024;
 // Adaptive prefetch: keep about this much queued work per slot, within [1, kMaxExtra] tasks.
 constexpr int64_t kPrefetchTargetNs = 2'000'000;
 constexpr int64_t kMaxExtraPerSlot = 1024;
+// ... and hold at most about this many payload bytes (big inline payloads).
+constexpr int64_t kMaxPrefetchBytes = int64_t{64} << 20;
 
 struct DeviceChoice {
   int cuda = -1;  // -1: CPU
@@ -85,6 +87,7 @@ struct Worker::Impl {
   // and not yet used by the ventilator.
   int64_t held = 0;
   int64_t outstanding = 0;
+  int64_t avg_task_bytes = 0;  // moving average of received payload sizes
   bool registered = false;
   uint64_t ventilator_epoch = 0;
   int64_t last_heard_ns = 0;
@@ -146,7 +149,9 @@ struct Worker::Impl {
     const int64_t avg = executor->average_task_ns();
     int64_t extra_per_slot = 1;
     if (avg > 0) extra_per_slot = std::clamp<int64_t>(kPrefetchTargetNs / avg, 1, kMaxExtraPerSlot);
-    return slots + slots * extra_per_slot;
+    int64_t w = slots + slots * extra_per_slot;
+    if (avg_task_bytes > 0) w = std::min(w, std::max(slots + 1, kMaxPrefetchBytes / avg_task_bytes));
+    return w;
   }
 
   // Returns: false when the ventilator is not connected (the message was not queued).
@@ -194,6 +199,10 @@ struct Worker::Impl {
       case v1::Envelope::kTasks: {
         const int n = env.tasks().tasks_size();
         outstanding = std::max<int64_t>(0, outstanding - n);
+        for (const auto& t : env.tasks().tasks()) {
+          const auto b = static_cast<int64_t>(t.payload().size());
+          avg_task_bytes = avg_task_bytes == 0 ? b : (avg_task_bytes * 7 + b) / 8;
+        }
         held += n;
         executor->submit_all(*env.mutable_tasks()->mutable_tasks());
         break;
@@ -350,9 +359,12 @@ struct Worker::Impl {
       }
       zmq::pollitem_t items[] = {{vent.handle(), 0, ZMQ_POLLIN, 0},
                                  {control.handle(), 0, ZMQ_POLLIN, 0},
-                                 {nullptr, executor->notify_fd(), ZMQ_POLLIN, 0}};
+                                 {nullptr, executor->notify_fd(), ZMQ_POLLIN, 0},
+                                 {results.handle(), 0, ZMQ_POLLOUT, 0}};
+      // Wait for room on the results socket only while results wait for it.
       try {
-        zmq::poll(items, 3, std::chrono::milliseconds(unsent.empty() && registered ? 100 : 10));
+        zmq::poll(items, unsent.empty() ? 3 : 4,
+                  std::chrono::milliseconds(unsent.empty() && registered ? 100 : 10));
       } catch (const zmq::error_t& e) {
         if (e.num() == EINTR) continue;
         throw;
