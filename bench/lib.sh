@@ -44,11 +44,14 @@ bench_build() {
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # Sets PORT_BASE to a base with three free consecutive ports (tasks, results, control), away
-# from taskfarm's defaults (5557-5560) so a farm running on this machine is left alone.
+# from taskfarm's defaults (5557-5560) so a farm running on this machine is left alone, and
+# below the kernel's ephemeral range, where outgoing connections of earlier runs take ports
+# that a connect() probe cannot see.
 pick_ports() {
-  local base
+  local base low
+  low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
   for _ in $(seq 1 50); do
-    base=$((20000 + (RANDOM % 20000)))
+    base=$((20000 + (RANDOM % (low - 20003))))
     if port_free "$base" && port_free $((base + 1)) && port_free $((base + 2)); then
       PORT_BASE=$base
       return 0

@@ -97,22 +97,41 @@ TEST(Service, SubmitWaitPrintsTheReportAndKeepsItOnDisk) {
   EXPECT_EQ(one.report().result_digest(), r.result_digest());
 }
 
-TEST(Service, SmallJobIsNotStuckBehindALargeOne) {
+// Returns: the digest of `job_json` run as a one-shot batch.
+std::string one_shot_digest(const std::string& job_json) {
+  Farm farm;
+  auto sink = farm.sink();
+  auto w = farm.worker("w", {"--threads", "4"});
+  auto vent = farm.ventilator({"--job", farm.write("job.json", job_json)});
+  EXPECT_EXIT_CODE(vent, 0, kBatchTimeout);
+  EXPECT_EXIT_CODE(sink, 0, 10s);
+  return farm.report().result_digest();
+}
+
+TEST(Service, TwoConcurrentJobsSmallOneIsNotStuckAndBothDigestsAreRight) {
+  const std::string big_json =
+      R"({"name": "big", "tasks": [{"kernel": "sleep", "count": 800, "size": 5000},
+                                   {"kernel": "sort", "count": 40, "size": 3000, "seed": 9}]})";
   Farm farm;
   Service svc(farm);
-  const std::string big = svc.submit(farm.write(
-      "big.json", R"({"name": "big", "tasks": [{"kernel": "sleep", "count": 3000, "size": 5000}]})"));
+  const std::string big = svc.submit(farm.write("big.json", big_json));
   std::this_thread::sleep_for(300ms);
-  auto p = svc.client({"submit", farm.write("small.json", kSmallJob), "--wait", "-q"});
+  auto p = svc.client({"submit", farm.write("small.json", kSmallJob), "--wait", "-q", "--report",
+                       farm.path("small.report.json")});
   EXPECT_EQ(p.wait_for(0s), std::optional<int>(0)) << p.err();
   const auto st = svc.status(big);
   ASSERT_EQ(st.jobs_size(), 1);
   EXPECT_EQ(st.jobs(0).state(), "running") << "the small job finished while the big one ran";
-  EXPECT_LT(st.jobs(0).done(), 3000u);
-  const auto all = svc.status();
-  EXPECT_EQ(all.jobs_size(), 2);
-  auto c = svc.client({"cancel", big});
-  EXPECT_EQ(c.wait_for(0s), std::optional<int>(0)) << c.err();
+  EXPECT_LT(st.jobs(0).done(), 840u);
+  EXPECT_EQ(svc.status().jobs_size(), 2);
+  auto w = svc.client({"wait", big, "-q", "--report", farm.path("big.report.json")});
+  EXPECT_EQ(w.wait_for(0s), std::optional<int>(0)) << w.err();
+  const auto small_r = read_report(farm.path("small.report.json"));
+  const auto big_r = read_report(farm.path("big.report.json"));
+  EXPECT_EQ(small_r.tasks_ok(), 60u);
+  EXPECT_EQ(big_r.tasks_ok(), 840u);
+  EXPECT_EQ(small_r.result_digest(), one_shot_digest(kSmallJob));
+  EXPECT_EQ(big_r.result_digest(), one_shot_digest(big_json));
 }
 
 TEST(Service, CancelStopsAJobAndFreesTheWorkers) {

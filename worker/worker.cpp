@@ -92,6 +92,7 @@ struct Worker::Impl {
   uint64_t ventilator_epoch = 0;
   int64_t last_heard_ns = 0;
   int64_t next_hello_ns = 0;
+  int64_t waiting_since_ns = 0, next_waiting_log_ns = 0;  // ventilator unreachable
   std::vector<v1::Result> unsent;  // results waiting for the sink's socket
 
   explicit Impl(WorkerOptions o) : opt(std::move(o)) {
@@ -171,11 +172,20 @@ struct Worker::Impl {
     env.mutable_hello()->set_credit(static_cast<uint32_t>(credit));
     registered = false;
     if (send_vent(env)) {
+      waiting_since_ns = 0;
       outstanding = credit;
       log::debug("hello sent with credit {}", credit);
       next_hello_ns = clock.steady_ns() + ms_to_ns(1000);  // wait for the Welcome
     } else {
       next_hello_ns = clock.steady_ns() + ms_to_ns(50);  // not connected yet: cheap to retry
+      const int64_t now = clock.steady_ns();
+      if (waiting_since_ns == 0) waiting_since_ns = now;
+      if (now - waiting_since_ns >= ms_to_ns(10000) && now >= next_waiting_log_ns) {
+        // libzmq reconnects with back-off (100 ms growing to 5 s); say so now and then.
+        log::info("waiting for the ventilator at {} ({:.0f} s so far)", opt.ventilator,
+                  static_cast<double>(now - waiting_since_ns) * 1e-9);
+        next_waiting_log_ns = now + ms_to_ns(30000);
+      }
     }
   }
 
