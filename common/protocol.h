@@ -12,7 +12,6 @@
 
 namespace taskfarm {
 
-namespace v1 = ::taskfarm::v1;
 
 inline constexpr uint32_t kProtocolVersion = 1;
 

@@ -315,8 +315,8 @@ KernelOutput saxpy(const TaskInput& in) {
   } else {
     std::memcpy(&a, in.payload.data(), sizeof a);
   }
-  const char* x_bytes = in.payload.data() + 4;
-  const char* y_bytes = x_bytes + 4 * n;
+  const char* x_bytes = generated ? nullptr : in.payload.data() + 4;  // no arithmetic on null
+  const char* y_bytes = generated ? nullptr : x_bytes + 4 * n;
 
   uint64_t checksum = 0;
   double sum = 0;

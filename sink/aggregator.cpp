@@ -33,8 +33,8 @@ JobAggregator::KernelStats& JobAggregator::kernel_stats(const std::string& kerne
 }
 
 void JobAggregator::touch_worker(const v1::WorkerInfo& worker) {
-  auto& w = workers_[worker.id()];
-  w.info = worker;
+  if (worker.id().empty()) return;  // the ventilator's give-ups
+  worker_stats(worker).info = worker;
 }
 
 Outcome JobAggregator::add(const v1::Result& r, const v1::WorkerInfo& worker,
@@ -48,18 +48,22 @@ Outcome JobAggregator::add(const v1::Result& r, const v1::WorkerInfo& worker,
     return Outcome::kDuplicate;
   }
   const bool ok = r.status() == v1::STATUS_OK;
-  auto& ws = worker_stats(worker);
-  const int64_t busy = std::max<int64_t>(0, r.finished_ns() - r.started_ns());
-  ws.busy_ns += r.started_ns() > 0 ? busy : 0;
+  // Busy time from the worker's clock; nonsense timestamps (a hostile peer) count as zero.
+  const int64_t busy = r.started_ns() > 0 && r.finished_ns() >= r.started_ns()
+                           ? std::min<int64_t>(r.finished_ns() - r.started_ns(), kMaxBusyNs)
+                           : 0;
+  // Give-ups come from the ventilator, not from a worker (empty id): no worker line for them.
+  WorkerStats* ws = worker.id().empty() ? nullptr : &worker_stats(worker);
+  if (ws) ws->busy_ns += busy;
   if (!ok && r.retryable() && r.attempt() < max_attempts_) return Outcome::kRetry;
 
   word |= bit;
   auto& ks = kernel_stats(r.kernel());
   ++ks.tasks;
-  ks.busy_ns += r.started_ns() > 0 ? busy : 0;
+  ks.busy_ns += busy;
   if (ok) {
     ++ok_;
-    ++ws.tasks;
+    if (ws) ++ws->tasks;
     bytes_ += r.bytes();
     flops_ += r.flops();
     ks.bytes += r.bytes();

@@ -25,6 +25,8 @@ class JobAggregator {
  public:
   // Most failures listed individually in the report.
   static constexpr size_t kMaxListedFailures = 100;
+  // Longest busy time counted for one task (a day), so sums cannot overflow.
+  static constexpr int64_t kMaxBusyNs = int64_t{86400} * 1'000'000'000;
 
   explicit JobAggregator(const v1::BatchStart& start);
 

@@ -325,3 +325,26 @@ TEST(Dispatcher, BigPayloadsAreBatchedByBytes) {
 
 }  // namespace
 }  // namespace taskfarm::ventilator
+
+namespace taskfarm::ventilator {
+namespace {
+
+TEST(Dispatcher, HelloAgainFromTheSameProcessKeepsItsTasks) {
+  ManualClock clock;
+  Dispatcher d(DispatchPolicy{}, clock);
+  d.add_job(1, 10);
+  (void)d.on_hello("a", v1::WorkerInfo{}, 3);
+  auto as = d.assign();
+  ASSERT_EQ(as.size(), 1u);
+  ASSERT_EQ(as[0].tasks.size(), 3u);
+  // After a partition: a burst of Hellos from the same routing id must not re-issue anything.
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(d.on_hello("a", v1::WorkerInfo{}, 2).empty());
+  EXPECT_EQ(d.reissued(), 0u);
+  auto more = d.assign();
+  ASSERT_EQ(more.size(), 1u);
+  EXPECT_EQ(more[0].tasks.size(), 2u);  // credit restarts from the last Hello
+  EXPECT_EQ(more[0].tasks[0].task_id, 3u);
+}
+
+}  // namespace
+}  // namespace taskfarm::ventilator

@@ -69,8 +69,17 @@ size_t Dispatcher::unresolved() const {
 
 std::vector<GiveUp> Dispatcher::on_hello(const std::string& worker, const v1::WorkerInfo& info,
                                          uint32_t credit) {
-  // Same routing id saying Hello again: it lost track of us, so its old tasks may be gone.
-  std::vector<GiveUp> give_ups = drop_worker(worker, "it registered again");
+  std::vector<GiveUp> give_ups;
+  if (auto it = workers_.find(worker); it != workers_.end()) {
+    // The same process (routing ids are per process) registering again, e.g. after a
+    // partition: it still holds its tasks, so they stay leased to it; only credit restarts.
+    Worker& w = it->second;
+    w.info = info;
+    w.credit = credit;
+    w.leaving = false;
+    w.last_seen_ns = clock_.steady_ns();
+    return give_ups;
+  }
   Worker w;
   w.info = info;
   w.credit = credit;

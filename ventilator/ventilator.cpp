@@ -159,8 +159,7 @@ struct Ventilator::Impl {
     if (give_ups.empty()) return;
     v1::Envelope env;
     auto* batch = env.mutable_results();
-    batch->mutable_worker()->set_id("ventilator");
-    batch->mutable_worker()->set_host(host_name());
+    batch->mutable_worker()->set_host(host_name());  // no id: not a worker
     v1::Task task;
     for (const auto& g : give_ups) {
       auto it = jobs.find(g.task.job_id);

@@ -109,15 +109,16 @@ void Executor::loop(std::function<TaskRunner()> make_runner, int) {
   const char* fail_env = std::getenv("TASKFARM_TEST_FAIL_TASK");
   const long long fail_task = fail_env ? std::atoll(fail_env) : -1;
   for (;;) {
-    v1::Task task;
+    Queued queued;
     {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping
-      task = std::move(queue_.front());
+      queued = std::move(queue_.front());
       queue_.pop_front();
       ++running_;
     }
+    const v1::Task& task = *queued.task;
     if (crash_task >= 0 && task.task_id() == static_cast<uint64_t>(crash_task)) {
       kill(getpid(), SIGKILL);  // die like a segfaulting kernel, without a core dump
     }
@@ -144,26 +145,35 @@ void Executor::loop(std::function<TaskRunner()> make_runner, int) {
   }
 }
 
-void Executor::submit_all(google::protobuf::RepeatedPtrField<v1::Task>& tasks) {
-  {
-    std::lock_guard lock(mu_);
-    for (auto& t : tasks) queue_.push_back(std::move(t));
-  }
-  cv_.notify_all();
+SharedBatch make_batch() {
+  auto batch = std::make_shared<TaskBatchHolder>();
+  batch->envelope = google::protobuf::Arena::CreateMessage<v1::Envelope>(&batch->arena);
+  return batch;
 }
 
-void Executor::submit(v1::Task task) {
+void Executor::submit_all(SharedBatch batch) {
+  const auto& tasks = batch->envelope->tasks().tasks();
   {
     std::lock_guard lock(mu_);
-    queue_.push_back(std::move(task));
+    for (const auto& t : tasks) queue_.push_back(Queued{batch, &t});
   }
-  cv_.notify_one();
+  if (tasks.size() == 1) {
+    cv_.notify_one();
+  } else {
+    cv_.notify_all();
+  }
 }
 
-std::vector<v1::Task> Executor::take_unstarted() {
+std::vector<v1::TaskRef> Executor::take_unstarted() {
   std::lock_guard lock(mu_);
-  std::vector<v1::Task> out(std::make_move_iterator(queue_.begin()),
-                            std::make_move_iterator(queue_.end()));
+  std::vector<v1::TaskRef> out;
+  out.reserve(queue_.size());
+  for (const auto& q : queue_) {
+    v1::TaskRef ref;
+    ref.set_job_id(q.task->job_id());
+    ref.set_task_id(q.task->task_id());
+    out.push_back(std::move(ref));
+  }
   queue_.clear();
   return out;
 }
@@ -171,7 +181,7 @@ std::vector<v1::Task> Executor::take_unstarted() {
 size_t Executor::drop_job(uint64_t job_id) {
   std::lock_guard lock(mu_);
   const size_t before = queue_.size();
-  std::erase_if(queue_, [job_id](const v1::Task& t) { return t.job_id() == job_id; });
+  std::erase_if(queue_, [job_id](const Queued& q) { return q.task->job_id() == job_id; });
   return before - queue_.size();
 }
 

@@ -12,6 +12,10 @@
 #include <thread>
 #include <vector>
 
+#include <google/protobuf/arena.h>
+
+#include <memory>
+
 #include "common/protocol.h"
 #include "kernels/kernel.h"
 
@@ -20,6 +24,17 @@ namespace taskfarm::worker {
 // Runs one task. Returns: the output. Throws: KernelError (or anything: reported as failed).
 using TaskRunner = std::function<kernels::KernelOutput(std::string_view kernel,
                                                        const kernels::TaskInput& in)>;
+
+// A message of tasks as it arrived, decoded once onto an arena. The executor queues pointers
+// into it; it is freed when its last task has run.
+struct TaskBatchHolder {
+  google::protobuf::Arena arena;
+  v1::Envelope* envelope = nullptr;  // on `arena`, with a TaskBatch body
+};
+using SharedBatch = std::shared_ptr<TaskBatchHolder>;
+
+// Returns: a holder with an empty envelope on its arena, ready to decode into.
+SharedBatch make_batch();
 
 class Executor {
  public:
@@ -30,11 +45,10 @@ class Executor {
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
 
-  void submit(v1::Task task);
-  // Queues a whole batch under one lock (moves the tasks out of `tasks`).
-  void submit_all(google::protobuf::RepeatedPtrField<v1::Task>& tasks);
-  // Removes and returns the tasks no thread has started.
-  std::vector<v1::Task> take_unstarted();
+  // Queues every task of the batch under one lock.
+  void submit_all(SharedBatch batch);
+  // Removes the tasks no thread has started. Returns: their ids.
+  std::vector<v1::TaskRef> take_unstarted();
   // Removes the unstarted tasks of a job. Returns: how many.
   size_t drop_job(uint64_t job_id);
   // Moves finished results into `out` and clears the notification.
@@ -53,7 +67,11 @@ class Executor {
   mutable std::mutex mu_;  // guards queue_, done_, running_, stopping_, avg_ns_, start_error_
   std::condition_variable cv_;
   std::condition_variable started_cv_;
-  std::deque<v1::Task> queue_;
+  struct Queued {
+    SharedBatch batch;     // keeps `task` alive
+    const v1::Task* task;
+  };
+  std::deque<Queued> queue_;
   std::vector<v1::Result> done_;
   size_t running_ = 0;
   bool stopping_ = false;

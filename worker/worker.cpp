@@ -202,21 +202,25 @@ struct Worker::Impl {
     }
   }
 
+  void on_tasks(SharedBatch batch) {
+    last_heard_ns = clock.steady_ns();
+    const auto& tasks = batch->envelope->tasks().tasks();
+    const int n = tasks.size();
+    outstanding = std::max<int64_t>(0, outstanding - n);
+    for (const auto& t : tasks) {
+      const auto b = static_cast<int64_t>(t.payload().size());
+      avg_task_bytes = avg_task_bytes == 0 ? b : (avg_task_bytes * 7 + b) / 8;
+    }
+    held += n;
+    executor->submit_all(std::move(batch));
+  }
+
   // Returns: true when told to exit.
   bool on_ventilator(v1::Envelope& env) {
     last_heard_ns = clock.steady_ns();
     switch (env.body_case()) {
-      case v1::Envelope::kTasks: {
-        const int n = env.tasks().tasks_size();
-        outstanding = std::max<int64_t>(0, outstanding - n);
-        for (const auto& t : env.tasks().tasks()) {
-          const auto b = static_cast<int64_t>(t.payload().size());
-          avg_task_bytes = avg_task_bytes == 0 ? b : (avg_task_bytes * 7 + b) / 8;
-        }
-        held += n;
-        executor->submit_all(*env.mutable_tasks()->mutable_tasks());
+      case v1::Envelope::kTasks:  // decoded by drain_socket onto an arena, see on_tasks
         break;
-      }
       case v1::Envelope::kWelcome:
         registered = true;
         ventilator_epoch = env.welcome().epoch();
@@ -230,8 +234,11 @@ struct Worker::Impl {
         }
         break;
       case v1::Envelope::kReconnect:
-        log::info("the ventilator does not know this worker; registering again");
-        hello();
+        // Answers to heartbeats queued during a partition arrive in bursts: one Hello will do.
+        if (registered) {
+          log::info("the ventilator does not know this worker; registering again");
+          hello();
+        }
         break;
       case v1::Envelope::kKill:
         log::info("the batch is over; exiting");
@@ -304,15 +311,18 @@ struct Worker::Impl {
         rejects.reject("multipart message");
         continue;
       }
-      Decoded d = decode(*body);
-      if (!d) {
-        rejects.reject(d.error);
+      // Decoded once onto an arena; task batches are queued without copying their tasks.
+      SharedBatch batch = make_batch();
+      if (auto err = decode_into(body->data(), body->size(), *batch->envelope)) {
+        rejects.reject(*err);
         continue;
       }
       if (topic_frame) {
-        kill = kill || on_control(*d.envelope);
+        kill = kill || on_control(*batch->envelope);
+      } else if (batch->envelope->body_case() == v1::Envelope::kTasks) {
+        on_tasks(std::move(batch));
       } else {
-        kill = on_ventilator(*d.envelope) || kill;
+        kill = on_ventilator(*batch->envelope) || kill;
       }
     }
   }
