@@ -15,6 +15,12 @@ namespace taskfarm::worker {
 
 v1::Result run_task(const v1::Task& task, const TaskRunner& runner) {
   v1::Result r;
+  run_task(task, runner, r);
+  return r;
+}
+
+void run_task(const v1::Task& task, const TaskRunner& runner, v1::Result& r) {
+  r.Clear();
   r.set_job_id(task.job_id());
   r.set_task_id(task.task_id());
   r.set_attempt(task.attempt());
@@ -57,7 +63,6 @@ v1::Result run_task(const v1::Task& task, const TaskRunner& runner) {
     r.set_retryable(true);
   }
   r.set_finished_ns(clock.wall_ns());
-  return r;
 }
 
 Executor::Executor(int threads, std::function<TaskRunner()> make_runner) {
@@ -108,6 +113,7 @@ void Executor::loop(std::function<TaskRunner()> make_runner, int) {
   const long long crash_task = crash_env ? std::atoll(crash_env) : -1;
   const char* fail_env = std::getenv("TASKFARM_TEST_FAIL_TASK");
   const long long fail_task = fail_env ? std::atoll(fail_env) : -1;
+  v1::Result r;  // reused: swapped into done_, whose cleared elements come back here
   for (;;) {
     Queued queued;
     {
@@ -122,7 +128,7 @@ void Executor::loop(std::function<TaskRunner()> make_runner, int) {
     if (crash_task >= 0 && task.task_id() == static_cast<uint64_t>(crash_task)) {
       kill(getpid(), SIGKILL);  // die like a segfaulting kernel, without a core dump
     }
-    v1::Result r = run_task(task, runner);
+    run_task(task, runner, r);
     if (fail_task >= 0 && task.task_id() == static_cast<uint64_t>(fail_task)) {
       r.set_status(v1::STATUS_FAILED);
       r.set_error("injected failure (TASKFARM_TEST_FAIL_TASK)");
@@ -135,7 +141,7 @@ void Executor::loop(std::function<TaskRunner()> make_runner, int) {
       --running_;
       avg_ns_ = avg_ns_ == 0 ? took : (avg_ns_ * 7 + took) / 8;
       first = done_.empty();
-      done_.push_back(std::move(r));
+      done_.Add()->Swap(&r);  // reuses a cleared element when the pool has one
     }
     // One wake-up per batch of results: collect() takes all of them.
     if (first) {
@@ -185,17 +191,21 @@ size_t Executor::drop_job(uint64_t job_id) {
   return before - queue_.size();
 }
 
-void Executor::collect(std::vector<v1::Result>& out) {
+void Executor::collect(Results& out) {
   uint64_t count;
   [[maybe_unused]] auto n = read(event_fd_, &count, sizeof count);
   std::lock_guard lock(mu_);
-  for (auto& r : done_) out.push_back(std::move(r));
-  done_.clear();
+  if (out.empty()) {
+    out.Swap(&done_);  // O(1); done_ inherits out's cleared elements for reuse
+  } else {
+    for (auto& r : done_) out.Add()->Swap(&r);
+    done_.Clear();
+  }
 }
 
 size_t Executor::pending() const {
   std::lock_guard lock(mu_);
-  return queue_.size() + running_ + done_.size();
+  return queue_.size() + running_ + static_cast<size_t>(done_.size());
 }
 
 int64_t Executor::average_task_ns() const {

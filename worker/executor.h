@@ -36,6 +36,8 @@ using SharedBatch = std::shared_ptr<TaskBatchHolder>;
 // Returns: a holder with an empty envelope on its arena, ready to decode into.
 SharedBatch make_batch();
 
+using Results = google::protobuf::RepeatedPtrField<v1::Result>;
+
 class Executor {
  public:
   // Starts `threads` threads; each calls `make_runner` once to build its own runner.
@@ -52,7 +54,7 @@ class Executor {
   // Removes the unstarted tasks of a job. Returns: how many.
   size_t drop_job(uint64_t job_id);
   // Moves finished results into `out` and clears the notification.
-  void collect(std::vector<v1::Result>& out);
+  void collect(Results& out);
   // Returns: tasks queued or running.
   size_t pending() const;
   // Returns: a file descriptor that is readable while results wait to be collected.
@@ -72,7 +74,7 @@ class Executor {
     const v1::Task* task;
   };
   std::deque<Queued> queue_;
-  std::vector<v1::Result> done_;
+  Results done_;
   size_t running_ = 0;
   bool stopping_ = false;
   int64_t avg_ns_ = 0;
@@ -84,5 +86,7 @@ class Executor {
 
 // Returns: the result of running `task` with `runner` (never throws; failures become results).
 v1::Result run_task(const v1::Task& task, const TaskRunner& runner);
+// The same into `out` (cleared first), reusing its memory.
+void run_task(const v1::Task& task, const TaskRunner& runner, v1::Result& out);
 
 }  // namespace taskfarm::worker

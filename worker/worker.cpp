@@ -93,7 +93,8 @@ struct Worker::Impl {
   int64_t last_heard_ns = 0;
   int64_t next_hello_ns = 0;
   int64_t waiting_since_ns = 0, next_waiting_log_ns = 0;  // ventilator unreachable
-  std::vector<v1::Result> unsent;  // results waiting for the sink's socket
+  Results unsent;          // results waiting for the sink's socket
+  v1::Envelope outgoing;   // reused for result messages
 
   explicit Impl(WorkerOptions o) : opt(std::move(o)) {
     device = choose_device(opt.device);
@@ -272,27 +273,33 @@ struct Worker::Impl {
     executor->collect(unsent);
     if (unsent.empty()) return;
     info.set_gpu_mem_bytes(gpu_bytes.load(std::memory_order_relaxed));
-    size_t sent = 0;
-    while (sent < unsent.size()) {
-      const size_t n = std::min<size_t>(kMaxResultsPerMessage, unsent.size() - sent);
-      v1::Envelope env;
-      auto* batch = env.mutable_results();
-      *batch->mutable_worker() = info;
-      for (size_t i = 0; i < n; ++i) *batch->add_results() = std::move(unsent[sent + i]);
+    auto* batch = outgoing.mutable_results();
+    *batch->mutable_worker() = info;
+    auto* rs = batch->mutable_results();  // empty; its cleared elements are reused
+    int64_t sent = 0;
+    while (!unsent.empty()) {
+      const int n = std::min(kMaxResultsPerMessage, unsent.size());
+      if (n == unsent.size()) {
+        rs->Swap(&unsent);  // O(1)
+      } else {
+        for (int i = 0; i < n; ++i) rs->Add()->Swap(unsent.Mutable(i));
+        unsent.DeleteSubrange(0, n);
+      }
       bool ok = false;
       try {
-        ok = results.send(encode(env), zmq::send_flags::dontwait).has_value();
+        ok = results.send(encode(outgoing), zmq::send_flags::dontwait).has_value();
       } catch (const zmq::error_t& e) {
         if (e.num() != EAGAIN && e.num() != EINTR) throw;
       }
-      if (!ok) {  // sink queue full or sink missing: keep them, try again later
-        for (size_t i = 0; i < n; ++i) unsent[sent + i] = std::move(*batch->mutable_results(static_cast<int>(i)));
+      if (!ok) {  // sink queue full or sink missing: keep them, try again on POLLOUT
+        for (auto& r : *rs) unsent.Add()->Swap(&r);
+        rs->Clear();
         break;
       }
       sent += n;
+      rs->Clear();  // keeps the objects for the next results
     }
-    unsent.erase(unsent.begin(), unsent.begin() + static_cast<std::ptrdiff_t>(sent));
-    held -= static_cast<int64_t>(sent);
+    held -= sent;
     grant_credit();
   }
 
