@@ -187,11 +187,25 @@ class Farm {
 
 inline constexpr std::chrono::seconds kBatchTimeout{60};
 
+// Returns: the digest of `job_json` run as a clean one-shot batch on one local worker: what a
+// run with faults, several jobs or several hosts must reproduce.
+std::string clean_digest(const std::string& job_json);
+
 // Waits for a process and checks its exit code, with its stderr on failure.
 #define EXPECT_EXIT_CODE(proc, code, timeout)                                  \
   do {                                                                         \
     auto _rc = (proc).wait_for(timeout);                                       \
     EXPECT_EQ(_rc, std::optional<int>(code)) << #proc << " stderr:\n" << (proc).err(); \
   } while (0)
+
+inline std::string clean_digest(const std::string& job_json) {
+  Farm farm;
+  auto sink = farm.sink();
+  auto w = farm.worker("clean", {"--threads", "4"});
+  auto vent = farm.ventilator({"--job", farm.write("job.json", job_json)});
+  EXPECT_EXIT_CODE(vent, 0, kBatchTimeout);
+  EXPECT_EXIT_CODE(sink, 0, std::chrono::seconds(10));
+  return farm.report().result_digest();
+}
 
 }  // namespace taskfarm::testing

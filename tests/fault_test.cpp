@@ -20,16 +20,6 @@ constexpr const char* kMixedJob = R"({ "name": "mixed", "tasks": [
   { "kernel": "saxpy", "count": 120, "size": 20000, "seed": 5 },
   { "kernel": "sort", "count": 60, "size": 5000, "seed": 6 } ] })";
 
-std::string clean_digest(const std::string& job) {
-  Farm farm;
-  auto sink = farm.sink();
-  auto w = farm.worker("clean", {"--threads", "4"});
-  auto vent = farm.ventilator({"--job", farm.write("job.json", job)});
-  EXPECT_EXIT_CODE(vent, 0, kBatchTimeout);
-  EXPECT_EXIT_CODE(sink, 0, 10s);
-  return farm.report().result_digest();
-}
-
 TEST(Faults, KillNineAndSigstopMidBatchLoseNothing4Workers) {
   const std::string expected = clean_digest(kMixedJob);
   Farm farm;

@@ -24,17 +24,6 @@ using namespace std::chrono_literals;
 
 constexpr const char* kWorkers[] = {"w1", "w2"};
 
-// The digest of `job` run on one loopback worker: what every multi-host run must reproduce.
-std::string loopback_digest(const std::string& job) {
-  Farm farm;
-  auto sink = farm.sink();
-  auto w = farm.worker("loopback", {"--threads", "8"});
-  auto vent = farm.ventilator({"--job", farm.write("job.json", job)});
-  EXPECT_EXIT_CODE(vent, 0, kBatchTimeout);
-  EXPECT_EXIT_CODE(sink, 0, 10s);
-  return farm.report().result_digest();
-}
-
 // A farm spread over a Lab: sink and ventilator on "head", worker hosts w1 and w2 running as
 // host names "node-w1" and "node-w2". `ports` empty means the default ports with plain
 // `--sink HOST --ventilator HOST` and the head's one address, as on a real cluster; otherwise
@@ -174,7 +163,7 @@ constexpr const char* kMixedJob = R"({ "name": "multihost-mixed", "tasks": [
 
 TEST(MultiHost, WorkersOnTwoHostsReportTheirHostNamesAndTheLoopbackDigest) {
   SKIP_WITHOUT_NAMESPACES();
-  const std::string expected = loopback_digest(kMixedJob);
+  const std::string expected = clean_digest(kMixedJob);
   MultiHostFarm farm;  // default ports, `--sink HOST --ventilator HOST`
   auto [sink, workers] = farm.sink_and_workers({"--threads", "2"});
   auto vent = farm.ventilator({"--job", farm.write("job.json", kMixedJob)});
@@ -191,7 +180,7 @@ TEST(MultiHost, WorkersOnTwoHostsReportTheirHostNamesAndTheLoopbackDigest) {
 TEST(MultiHost, BatchCompletesOver100msDelayAnd10PercentLossOnWorkerLinks) {
   SKIP_WITHOUT_NAMESPACES();
   if (auto why = netns::Lab::netem_unavailable()) GTEST_SKIP() << "multihost: " << *why;
-  const std::string expected = loopback_digest(kMixedJob);
+  const std::string expected = clean_digest(kMixedJob);
   MultiHostFarm farm({16557, 16558, 16559});
   // Both directions of each worker link: 200 ms round trips, ~19% of round trips lose a packet.
   for (const char* w : kWorkers) farm.lab().netem(w, "delay 100ms loss 10%");
@@ -218,7 +207,7 @@ constexpr const char* kSleepJob = R"({ "name": "multihost-partition", "tasks": [
 
 TEST(MultiHost, PartitionedWorkerIsReplacedWithinWorkerTimeoutAndNothingIsLost) {
   SKIP_WITHOUT_NAMESPACES();
-  const std::string expected = loopback_digest(kSleepJob);
+  const std::string expected = clean_digest(kSleepJob);
   MultiHostFarm farm({16557, 16558, 16559});
   auto [sink, workers] = farm.sink_and_workers({"--threads", "2"});
   auto vent = farm.ventilator(
@@ -243,7 +232,7 @@ TEST(MultiHost, PartitionedWorkerIsReplacedWithinWorkerTimeoutAndNothingIsLost) 
 
 TEST(MultiHost, LaunchSshRunsABatchOnTheHostsOfAHostsFile) {
   SKIP_WITHOUT_NAMESPACES();
-  const std::string expected = loopback_digest(kMixedJob);
+  const std::string expected = clean_digest(kMixedJob);
   MultiHostFarm farm;
   const std::string ssh = farm.ssh_stand_in();
   const std::string hosts = farm.write("hosts", "head   # sink and ventilator\nw1\nw2 2\n");
