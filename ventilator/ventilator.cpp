@@ -193,6 +193,7 @@ struct Ventilator::Impl {
         report_give_ups(dispatcher.on_hello(worker, h.worker(), h.credit()));
         v1::Envelope welcome;
         welcome.mutable_welcome()->set_epoch(epoch);
+        welcome.mutable_welcome()->set_heartbeat_ms(static_cast<uint32_t>(opt.heartbeat_ms));
         (void)send_to(worker, welcome);
         break;
       }

@@ -225,6 +225,10 @@ struct Worker::Impl {
       case v1::Envelope::kWelcome:
         registered = true;
         ventilator_epoch = env.welcome().epoch();
+        // The ventilator's --worker-timeout rules: beat often enough for it.
+        if (env.welcome().heartbeat_ms() > 0) {
+          opt.heartbeat_ms = std::min<int64_t>(opt.heartbeat_ms, env.welcome().heartbeat_ms());
+        }
         log::info("registered with the ventilator at {} ({} slots, {})", opt.ventilator,
                   info.slots(), info.device());
         break;
