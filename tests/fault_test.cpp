@@ -147,3 +147,25 @@ TEST(Faults, HeterogeneousPoolSharesWorkBySpeed4And1Slots) {
 
 }  // namespace
 }  // namespace taskfarm::testing
+
+namespace taskfarm::testing {
+namespace {
+
+TEST(Faults, ShortWorkerTimeoutCausesNoFalseLosses) {
+  // Workers keep their default heartbeat flags; the ventilator's Welcome makes them beat
+  // often enough for a 0.3 s timeout, even while every slot runs a task.
+  Farm farm;
+  auto sink = farm.sink();
+  auto w = farm.worker("w", {"--threads", "2"});
+  auto vent = farm.ventilator({"--kernel", "sleep", "--tasks", "20", "--size", "150000",
+                               "--worker-timeout", "0.3"});
+  EXPECT_EXIT_CODE(vent, 0, kBatchTimeout);
+  EXPECT_EXIT_CODE(sink, 0, std::chrono::seconds(10));
+  const auto r = farm.report();
+  EXPECT_EQ(r.tasks_ok(), 20u);
+  EXPECT_EQ(r.retried(), 0u);
+  EXPECT_EQ(vent.err().find("lost"), std::string::npos) << vent.err();
+}
+
+}  // namespace
+}  // namespace taskfarm::testing
