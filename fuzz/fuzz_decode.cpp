@@ -49,12 +49,7 @@ void as_worker(const v1::TaskBatch& batch) {
     return registry.run_cpu(kernel, in);
   };
   for (const auto& t : batch.tasks()) {
-    kernels::TaskInput in;
-    in.size = t.size();
-    in.seed = t.seed();
-    in.index = t.index();
-    in.count = t.count();
-    in.payload = t.payload();
+    const kernels::TaskInput in = worker::task_input(t);
     const auto invalid = registry.validate(t.kernel(), in);
     if (invalid || !cheap(t)) continue;
     const v1::Result r = worker::run_task(t, runner);

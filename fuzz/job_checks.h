@@ -7,6 +7,7 @@
 #include <string>
 
 #include "kernels/kernel.h"
+#include "worker/task_input.h"
 #include "ventilator/job.h"
 
 namespace taskfarm::fuzz {
@@ -21,12 +22,7 @@ inline void check_task(const ventilator::Job& job, uint64_t task_id) {
   job.fill(task_id, &t);
   if (t.task_id() != task_id || t.job_id() != job.id()) fail("fill names another task");
   if (t.index() >= t.count()) fail("task index outside its entry");
-  kernels::TaskInput in;
-  in.size = t.size();
-  in.seed = t.seed();
-  in.index = t.index();
-  in.count = t.count();
-  in.payload = t.payload();
+  const kernels::TaskInput in = worker::task_input(t);
   if (auto why = kernels::KernelRegistry::instance().validate(t.kernel(), in)) {
     fail("accepted job makes a task workers reject:", *why);
   }

@@ -10,6 +10,7 @@
 #include "common/clock.h"
 #include "common/errors.h"
 #include "kernels/inputs.h"
+#include "worker/task_input.h"
 
 namespace taskfarm::worker {
 
@@ -26,12 +27,7 @@ void run_task(const v1::Task& task, const TaskRunner& runner, v1::Result& r) {
   r.set_attempt(task.attempt());
   r.set_kernel(task.kernel());
   r.set_sent_ns(task.sent_ns());
-  kernels::TaskInput in;
-  in.size = task.size();
-  in.seed = task.seed();
-  in.index = task.index();
-  in.count = task.count();
-  in.payload = task.payload();
+  kernels::TaskInput in = task_input(task);
   std::string artifact;
   if (task.keep_output()) in.artifact = &artifact;
   const auto& clock = SystemClock::instance();
