@@ -51,6 +51,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--wait-sink", wait_sink_s, "give up if the sink does not answer (0: wait)")
       ->check(CLI::Range(0.0, 1e6));
+  double kernel_wait_s = 10;
+  app.add_option("--kernel-wait", kernel_wait_s,
+                 "one batch: give up when no connected worker offers a kernel of the job for "
+                 "this long (0: wait)")
+      ->check(CLI::Range(0.0, 1e6))
+      ->capture_default_str();
   int64_t max_job_mb = opt.max_job_bytes >> 20;
   app.add_option("--max-job-mb", max_job_mb, "largest job a client may submit, in MiB")
       ->check(CLI::Range(1, 4096))
@@ -78,6 +84,7 @@ int main(int argc, char** argv) {
     opt.sink_results = sink.results_endpoint();
     opt.sink_control = sink.control_endpoint();
     opt.max_job_bytes = max_job_mb << 20;
+    opt.kernel_wait_ms = static_cast<int64_t>(kernel_wait_s * 1000);
     opt.table_limits.max_spec_bytes = max_queued_mb << 20;
     if (serve) {
       opt.submit_bind = bind_endpoint(submit_spec, kSubmitPort);

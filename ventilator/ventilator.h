@@ -28,6 +28,8 @@ struct VentilatorOptions {
   int64_t max_job_bytes = kDefaultMaxJobBytes;  // largest submission (--max-job-mb)
   int64_t heartbeat_ms = 500;
   int64_t sink_wait_ms = 0;  // give up when the sink does not answer for this long (0: never)
+  // One-shot: give up when connected workers offer none for a kernel of the job this long.
+  int64_t kernel_wait_ms = 10000;
   CurveOptions curve;
 };
 
