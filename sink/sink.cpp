@@ -17,6 +17,7 @@
 #include "common/protocol.h"
 #include "common/signals.h"
 #include "sink/aggregator.h"
+#include "sink/metrics.h"
 #include "sink/png.h"
 
 namespace taskfarm::sink {
@@ -63,6 +64,8 @@ struct Sink::Impl {
   v1::Ack pending_ack;                      // acks not yet published
   int64_t last_progress_ns = 0;
   uint64_t late_results = 0;
+  SinkMetrics metrics;          // totals for the ventilator's /metrics (issue 16)
+  int64_t next_stats_ns = 0;
 
   Impl(SinkOptions o, const Clock& c) : opt(std::move(o)), clock(c) {
     configure_socket(results, opt.max_message_bytes);
@@ -133,6 +136,7 @@ struct Sink::Impl {
     write_reports(id, rep);
     log::info("job '{}' ({:016x}) cancelled at {}/{}", it->second.name(), id, it->second.done(),
               it->second.total());
+    metrics.fold(it->second);
     active.erase(it);
     images.erase(id);
     remember_ended(id, v1::Envelope{});
@@ -215,7 +219,7 @@ struct Sink::Impl {
 
   void handle(const zmq::message_t& frame, bool more) {
     if (more) {
-      rejects.reject("multipart message on the results socket");
+      rejects.reject("multipart message on the results socket", peer_of(frame));
       return;
     }
     // One arena per frame, its first block reused: parsing 1024 results costs no malloc.
@@ -225,7 +229,7 @@ struct Sink::Impl {
     google::protobuf::Arena arena(options);
     auto* env = google::protobuf::Arena::CreateMessage<v1::Envelope>(&arena);
     if (auto err = decode_into(frame.data(), frame.size(), *env)) {
-      rejects.reject(*err);
+      rejects.reject(*err, peer_of(frame));
       return;
     }
     switch (env->body_case()) {
@@ -236,6 +240,16 @@ struct Sink::Impl {
         rejects.reject(fmt::format("unexpected '{}' message on the results socket",
                                    body_name(*env)));
     }
+  }
+
+  // Twice a second: totals and live reports for the ventilator's /metrics and dashboard.
+  void publish_stats() {
+    const int64_t now = clock.steady_ns();
+    if (now < next_stats_ns) return;
+    next_stats_ns = now + ms_to_ns(500);
+    v1::Envelope env;
+    *env.mutable_metrics_sink_stats() = metrics.stats(active, rejects.count(), late_results);
+    publish(kTopicAck, env);
   }
 
   void progress() {
@@ -260,6 +274,7 @@ struct Sink::Impl {
   // Reports a complete job. Returns: the exit code it stands for.
   int finish(uint64_t id, JobAggregator& job) {
     v1::Report rep = job.report();
+    metrics.fold(job);
     rep.set_rejected_messages(static_cast<uint32_t>(rejects.count()));
     rep.set_state(job.failed() > 0 ? "failed" : "done");
     write_reports(id, rep);
@@ -319,6 +334,7 @@ struct Sink::Impl {
       }
       flush_acks();
       progress();
+      publish_stats();
       for (auto it = active.begin(); it != active.end();) {
         if (!it->second.complete()) {
           ++it;

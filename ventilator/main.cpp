@@ -1,12 +1,27 @@
 // taskfarm-ventilator: one batch from flags or a job file, dispatched to the connected workers.
 #include <fmt/core.h>
 
+#include <cctype>
+#include <fstream>
+
 #include "common/cli.h"
 #include "common/endpoints.h"
 #include "common/errors.h"
 #include "kernels/kernel.h"
 #include "ventilator/job.h"
 #include "ventilator/ventilator.h"
+
+namespace {
+// Returns: the first line of `path`, trimmed. Throws: SetupError when it is missing or empty.
+std::string read_token_file(const std::string& path) {
+  std::ifstream in(path);
+  std::string token;
+  if (!in || !std::getline(in, token)) throw taskfarm::SetupError(fmt::format("cannot read --http-token-file {}", path));
+  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+  if (token.empty()) throw taskfarm::SetupError(fmt::format("--http-token-file {} is empty", path));
+  return token;
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace taskfarm;
@@ -51,6 +66,19 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--wait-sink", wait_sink_s, "give up if the sink does not answer (0: wait)")
       ->check(CLI::Range(0.0, 1e6));
+  // Web dashboard and /metrics (issue 16).
+  std::string http_port, http_token, http_token_file;
+  web::HttpOptions http;
+  app.add_option("--http", http_port,
+                 "serve the dashboard, /metrics and /api on this port (0: any free port; off: "
+                 "none; default 8080 with --serve, off otherwise)");
+  app.add_option("--http-bind", http.bind, "address for --http (0.0.0.0 opens it to the network)")
+      ->capture_default_str();
+  auto* token_opt = app.add_option("--http-token", http_token,
+                                   "require this token on every HTTP request (a random one is "
+                                   "made when CurveZMQ keys are set)");
+  app.add_option("--http-token-file", http_token_file, "read the HTTP token from this file")
+      ->excludes(token_opt);
   opt.curve.add_flags(app, /*server=*/true, /*client=*/true);
   add_common_flags(app);
   return cli_main(app, argc, argv, [&] {
@@ -61,6 +89,27 @@ int main(int argc, char** argv) {
     opt.tasks_bind = bind_endpoint(bind_spec, kTasksPort);
     opt.sink_results = sink.results_endpoint();
     opt.sink_control = sink.control_endpoint();
+    if (http_port.empty()) http_port = serve ? "8080" : "off";
+    if (http_port != "off") {
+      int port = -1;
+      try {
+        size_t used = 0;
+        port = std::stoi(http_port, &used);
+        if (used != http_port.size()) port = -1;
+      } catch (const std::exception&) {
+      }
+      if (port < 0 || port > 65535) throw SetupError(fmt::format("--http: '{}' is not a port", http_port));
+      http.port = port;
+      if (!http_token_file.empty()) {
+        http.token = read_token_file(http_token_file);
+      } else if (!http_token.empty()) {
+        http.token = http_token;
+      } else if (opt.curve.enabled()) {
+        http.token = web::random_token();  // a browser cannot do CURVE: the page needs a secret
+      }
+      opt.http = http;
+      opt.http_optional = !app.count("--http");
+    }
     if (serve) {
       opt.submit_bind = bind_endpoint(submit_spec, kSubmitPort);
       ventilator::Ventilator v(opt);

@@ -2,6 +2,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <optional>
@@ -11,6 +12,7 @@
 #include "common/net.h"
 #include "common/signals.h"
 #include "ventilator/job.h"
+#include "web/snapshot.h"
 
 namespace taskfarm::ventilator {
 namespace {
@@ -54,6 +56,13 @@ struct Ventilator::Impl {
   std::map<uint64_t, JobState> jobs;
   std::deque<uint64_t> finished_order;  // for forgetting old finished jobs
   int64_t next_wait_log = 0;
+  // Web side (issue 16): the event loop publishes snapshots to it and runs its commands.
+  std::unique_ptr<web::HttpService> http;
+  v1::MetricsSinkStats sink_stats;  // the sink's latest totals
+  int64_t sink_stats_ns = 0, next_publish_ns = 0;
+  const int64_t started_ns = clock.steady_ns();
+  const double started_wall_s = static_cast<double>(clock.wall_ns()) * 1e-9;
+  uint64_t jobs_submitted = 0, jobs_refused = 0;
 
   Impl(VentilatorOptions o, const Clock& c)
       : opt(std::move(o)), clock(c), dispatcher(opt.policy, c) {
@@ -76,6 +85,7 @@ struct Ventilator::Impl {
     }
     connect_socket(to_sink, opt.sink_results, "sink results");
     connect_socket(from_sink, opt.sink_control, "sink control");
+    start_http();
   }
 
   // ------------------------------------------------------------------ jobs
@@ -98,6 +108,7 @@ struct Ventilator::Impl {
     log::info("job '{}' ({}): {} tasks, priority {}", js.job->spec().name(), job_hex(id),
               js.job->total(), js.job->spec().priority());
     jobs.emplace(id, std::move(js));
+    ++jobs_submitted;
     return id;
   }
 
@@ -230,7 +241,7 @@ struct Ventilator::Impl {
       }
       Decoded d = decode(frame);
       if (!d) {
-        counter.reject(d.error);
+        counter.reject(d.error, peer_of(frame, id.to_string()));
         continue;
       }
       handle(id.to_string(), *d.envelope);
@@ -290,7 +301,7 @@ struct Ventilator::Impl {
       while (frame.more()) (void)from_sink.recv(frame, zmq::recv_flags::none);
       Decoded d = decode(frame);
       if (!d) {
-        rejects.reject(fmt::format("from sink: {}", d.error));
+        rejects.reject(fmt::format("from sink: {}", d.error), peer_of(frame));
         continue;
       }
       const auto& env = *d.envelope;
@@ -322,6 +333,10 @@ struct Ventilator::Impl {
           finish_job(it->first, it->second, be.tasks_failed() > 0 ? "failed" : "done");
           break;
         }
+        case v1::Envelope::kMetricsSinkStats:
+          sink_stats = env.metrics_sink_stats();
+          sink_stats_ns = clock.steady_ns();
+          break;
         default: break;  // Kill and others are for workers
       }
     }
@@ -401,6 +416,7 @@ struct Ventilator::Impl {
           r->set_job_id(job_hex(add_job(env.submit().job())));
         } catch (const SetupError& e) {
           r->set_error(e.what());
+          ++jobs_refused;
           log::warn("refused a job: {}", e.what());
         }
         break;
@@ -449,6 +465,122 @@ struct Ventilator::Impl {
     }
   }
 
+  // ------------------------------------------------------------------ web (issue 16)
+  // The HTTP service runs on its own threads; it sees only the snapshots published here.
+
+  void start_http() {
+    if (!opt.http) return;
+    try {
+      http = std::make_unique<web::HttpService>(*opt.http);
+    } catch (const SetupError& e) {
+      if (!opt.http_optional) throw;
+      log::warn("dashboard off: {} (choose a port with --http PORT)", e.what());
+      return;
+    }
+    log::info("dashboard on {} (metrics at /metrics)", http->url());
+  }
+
+  void serve_http(int64_t now) {
+    if (!http) return;
+    for (auto& cmd : http->take_commands()) {
+      uint64_t id = 0;
+      JobState* js = find_job(cmd->job, &id);
+      if (!js) {
+        cmd->reply.set_value({404, fmt::format("unknown job '{}'", cmd->job)});
+      } else if (!cancel_job(id, *js)) {
+        cmd->reply.set_value({409, fmt::format("job '{}' is already {}", cmd->job, js->state)});
+      } else {
+        log::info("job '{}' ({}) cancelled from the dashboard", js->job->spec().name(), job_hex(id));
+        cmd->reply.set_value({200, job_hex(id)});
+        next_publish_ns = 0;  // show it at once
+      }
+    }
+    if (now < next_publish_ns) return;
+    next_publish_ns = now + ms_to_ns(250);
+    http->publish(snapshot(now));
+  }
+
+  web::FarmSnapshot snapshot(int64_t now) const {
+    constexpr size_t kFinishedShown = 200, kFailuresShown = 20;
+    web::FarmSnapshot s;
+    s.uptime_s = static_cast<double>(now - started_ns) * 1e-9;
+    s.start_time_s = started_wall_s;
+    std::map<std::string, const v1::Report*> live;  // the sink's reports of running jobs
+    for (const auto& r : sink_stats.jobs()) live[r.job_id()] = &r;
+    size_t finished_shown = 0;
+    std::vector<std::pair<int64_t, uint64_t>> order;  // newest first
+    for (const auto& [id, js] : jobs) order.emplace_back(-js.submitted_ns, id);
+    std::sort(order.begin(), order.end());
+    for (const auto& [neg_ns, id] : order) {
+      const JobState& js = jobs.at(id);
+      if (js.finished() && ++finished_shown > kFinishedShown) continue;
+      const v1::JobStatus st = status_of(id, js);
+      web::JobView j;
+      j.id = st.job_id();
+      j.name = st.name();
+      j.state = st.state();
+      j.priority = st.priority();
+      j.total = st.total();
+      j.failed = st.failed();
+      j.ok = st.done() >= st.failed() ? st.done() - st.failed() : 0;
+      j.in_flight = js.finished() ? 0 : dispatcher.job_in_flight(id);
+      j.age_s = st.age_s();
+      if (js.started_ns > 0) {
+        j.running_s = static_cast<double>((js.finished() ? js.finished_ns : now) - js.started_ns) * 1e-9;
+      }
+      j.tasks_per_s = st.tasks_per_s();
+      for (const auto& t : js.job->spec().tasks()) {
+        if (std::find(j.kernels.begin(), j.kernels.end(), t.kernel()) == j.kernels.end()) {
+          j.kernels.push_back(t.kernel());
+        }
+      }
+      const v1::Report* rep = js.report ? &*js.report : nullptr;
+      if (!rep) {
+        auto l = live.find(j.id);
+        if (l != live.end()) rep = l->second;
+      }
+      if (rep) {
+        j.retried = rep->retried();
+        j.duplicates = rep->duplicates_dropped();
+        for (int i = 0; i < rep->failures_size() && j.failures.size() < kFailuresShown; ++i) {
+          j.failures.push_back(rep->failures(i));
+        }
+      }
+      if (js.state == "running") s.queue_depth += j.total - std::min(j.total, j.ok + j.failed + j.in_flight);
+      s.jobs.push_back(std::move(j));
+    }
+    std::map<std::string, const v1::MetricsWorkerTotal*> totals;
+    for (const auto& w : sink_stats.workers()) totals[w.id()] = &w;
+    for (const auto& w : dispatcher.worker_summaries()) {
+      web::WorkerView v;
+      v.id = w.info->id();
+      v.host = w.info->host();
+      v.device = w.info->device();
+      v.slots = w.info->slots();
+      v.held = w.held;
+      v.credit = w.credit;
+      v.last_seen_s = static_cast<double>(now - w.last_seen_ns) * 1e-9;
+      v.leaving = w.leaving;
+      v.gpu_mem_bytes = w.info->gpu_mem_bytes();
+      if (auto t = totals.find(v.id); t != totals.end()) {
+        v.tasks = t->second->tasks();
+        v.busy_s = t->second->busy_s();
+        v.gpu_mem_bytes = std::max(v.gpu_mem_bytes, t->second->gpu_mem_bytes());
+      }
+      s.workers.push_back(std::move(v));
+    }
+    s.jobs_submitted = jobs_submitted;
+    s.jobs_refused = jobs_refused;
+    s.reissued = dispatcher.reissued();
+    s.workers_lost = dispatcher.workers_lost();
+    s.rejected = {{"ventilator", "tasks", rejects.count()},
+                  {"ventilator", "submission", submit_rejects.count()}};
+    s.have_sink_stats = sink_stats_ns > 0;
+    s.sink_stats_age_s = s.have_sink_stats ? static_cast<double>(now - sink_stats_ns) * 1e-9 : 0;
+    s.sink = sink_stats;
+    return s;
+  }
+
   // ------------------------------------------------------------------ event loop
 
   // Runs the loop until `done()` or a stop signal. Returns: whether `done()` ended it.
@@ -488,6 +620,7 @@ struct Ventilator::Impl {
       }
       dispatch();
       finish_acked_jobs(clock.steady_ns());
+      serve_http(clock.steady_ns());
       if (done()) return true;
     }
     return false;

@@ -6,12 +6,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/clock.h"
 #include "common/protocol.h"
 #include "common/security.h"
 #include "ventilator/dispatcher.h"
+#include "web/http_service.h"
 
 namespace taskfarm::ventilator {
 
@@ -26,6 +28,10 @@ struct VentilatorOptions {
   int64_t max_message_bytes = kDefaultMaxMessageBytes;
   size_t keep_finished = 1000;  // finished jobs remembered for `taskfarm status`
   CurveOptions curve;
+  // Dashboard, /metrics and JSON API (issue 16); off when unset. With http_optional (the
+  // default port, not one the user chose), a port in use only turns it off with a warning.
+  std::optional<web::HttpOptions> http;
+  bool http_optional = false;
 };
 
 class Ventilator {
