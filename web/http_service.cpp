@@ -78,6 +78,12 @@ HttpService::HttpService(HttpOptions options)
   server.set_read_timeout(5, 0);
   server.set_write_timeout(5, 0);
   server.set_payload_max_length(64 << 10);
+  // httplib's default is SO_REUSEPORT, which lets a second ventilator share the port and
+  // split the requests with the first: a port in use must be an error instead.
+  server.set_socket_options([](int sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
 
   State* st = state_.get();
   const std::string token = opt_.token;
