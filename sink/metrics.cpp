@@ -30,19 +30,19 @@ void SinkMetrics::fold(const JobAggregator& job) {
   latency_ns_.merge(job.latency());
 }
 
-v1::MetricsSinkStats SinkMetrics::stats(const std::map<uint64_t, JobAggregator>& active,
+v1::MetricsSinkStats SinkMetrics::stats(const std::vector<const JobAggregator*>& active,
                                         uint64_t rejected, uint64_t late_results) const {
   v1::MetricsSinkStats out;
   auto kernels = kernels_;
   auto workers = workers_;
   uint64_t retried = retried_, duplicates = duplicates_;
   LatencyHistogram latency = latency_ns_;
-  for (const auto& [id, job] : active) {
-    v1::Report rep = job.report();
+  for (const JobAggregator* job : active) {
+    v1::Report rep = job->report();
     add(rep, kernels, workers);
     retried += rep.retried();
     duplicates += rep.duplicates_dropped();
-    latency.merge(job.latency());
+    latency.merge(job->latency());
     *out.add_jobs() = std::move(rep);
   }
   for (const auto& [name, k] : kernels) {

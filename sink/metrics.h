@@ -28,8 +28,8 @@ class SinkMetrics {
   void fold(const JobAggregator& job);
 
   // Returns: the totals including the jobs in progress, and their reports so far.
-  v1::MetricsSinkStats stats(const std::map<uint64_t, JobAggregator>& active,
-                             uint64_t rejected, uint64_t late_results) const;
+  v1::MetricsSinkStats stats(const std::vector<const JobAggregator*>& active, uint64_t rejected,
+                             uint64_t late_results) const;
 
  private:
   struct Kernel {

@@ -1,27 +1,13 @@
 // taskfarm-ventilator: one batch from flags or a job file, dispatched to the connected workers.
 #include <fmt/core.h>
 
-#include <cctype>
-#include <fstream>
-
 #include "common/cli.h"
 #include "common/endpoints.h"
 #include "common/errors.h"
 #include "kernels/kernel.h"
 #include "ventilator/job.h"
 #include "ventilator/ventilator.h"
-
-namespace {
-// Returns: the first line of `path`, trimmed. Throws: SetupError when it is missing or empty.
-std::string read_token_file(const std::string& path) {
-  std::ifstream in(path);
-  std::string token;
-  if (!in || !std::getline(in, token)) throw taskfarm::SetupError(fmt::format("cannot read --http-token-file {}", path));
-  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
-  if (token.empty()) throw taskfarm::SetupError(fmt::format("--http-token-file {} is empty", path));
-  return token;
-}
-}  // namespace
+#include "web/http_flags.h"
 
 int main(int argc, char** argv) {
   using namespace taskfarm;
@@ -66,19 +52,24 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--wait-sink", wait_sink_s, "give up if the sink does not answer (0: wait)")
       ->check(CLI::Range(0.0, 1e6));
-  // Web dashboard and /metrics (issue 16).
-  std::string http_port, http_token, http_token_file;
-  web::HttpOptions http;
-  app.add_option("--http", http_port,
-                 "serve the dashboard, /metrics and /api on this port (0: any free port; off: "
-                 "none; default 8080 with --serve, off otherwise)");
-  app.add_option("--http-bind", http.bind, "address for --http (0.0.0.0 opens it to the network)")
+  int64_t max_job_mb = opt.max_job_bytes >> 20;
+  app.add_option("--max-job-mb", max_job_mb, "largest job a client may submit, in MiB")
+      ->check(CLI::Range(1, 4096))
       ->capture_default_str();
-  auto* token_opt = app.add_option("--http-token", http_token,
-                                   "require this token on every HTTP request (a random one is "
-                                   "made when CurveZMQ keys are set)");
-  app.add_option("--http-token-file", http_token_file, "read the HTTP token from this file")
-      ->excludes(token_opt);
+  app.add_option("--max-jobs", opt.table_limits.max_unfinished,
+                 "jobs queued or running at once; more are refused")
+      ->check(CLI::Range(size_t{1}, size_t{1'000'000}))
+      ->capture_default_str();
+  uint64_t max_queued_mb = opt.table_limits.max_spec_bytes >> 20;
+  app.add_option("--max-queued-mb", max_queued_mb,
+                 "memory the specs (payloads) of unfinished jobs may hold, in MiB")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 20))
+      ->capture_default_str();
+  app.add_option("--max-tasks", opt.job_limits.max_tasks, "most tasks in one job")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{UINT32_MAX}))
+      ->capture_default_str();
+  web::HttpFlags http;  // dashboard and /metrics (issue 16)
+  http.add_flags(app);
   opt.curve.add_flags(app, /*server=*/true, /*client=*/true);
   add_common_flags(app);
   return cli_main(app, argc, argv, [&] {
@@ -89,27 +80,9 @@ int main(int argc, char** argv) {
     opt.tasks_bind = bind_endpoint(bind_spec, kTasksPort);
     opt.sink_results = sink.results_endpoint();
     opt.sink_control = sink.control_endpoint();
-    if (http_port.empty()) http_port = serve ? "8080" : "off";
-    if (http_port != "off") {
-      int port = -1;
-      try {
-        size_t used = 0;
-        port = std::stoi(http_port, &used);
-        if (used != http_port.size()) port = -1;
-      } catch (const std::exception&) {
-      }
-      if (port < 0 || port > 65535) throw SetupError(fmt::format("--http: '{}' is not a port", http_port));
-      http.port = port;
-      if (!http_token_file.empty()) {
-        http.token = read_token_file(http_token_file);
-      } else if (!http_token.empty()) {
-        http.token = http_token;
-      } else if (opt.curve.enabled()) {
-        http.token = web::random_token();  // a browser cannot do CURVE: the page needs a secret
-      }
-      opt.http = http;
-      opt.http_optional = !app.count("--http");
-    }
+    opt.max_job_bytes = max_job_mb << 20;
+    opt.table_limits.max_spec_bytes = max_queued_mb << 20;
+    opt.http = http.resolve(serve, opt.curve.enabled(), &opt.http_optional);
     if (serve) {
       opt.submit_bind = bind_endpoint(submit_spec, kSubmitPort);
       ventilator::Ventilator v(opt);
@@ -127,10 +100,8 @@ int main(int argc, char** argv) {
       t->set_size(size);
       t->set_seed(seed);
       spec.set_name(fmt::format("{}-{}x{}", kernel, tasks, size));
-      spec.set_max_attempts(opt.policy.max_attempts);
     }
-    ventilator::validate_job(spec, job_file.empty() ? "flags" : job_file);
-    opt.policy.max_attempts = spec.max_attempts();
+    ventilator::validate_job(spec, job_file.empty() ? "flags" : job_file, opt.job_limits);
     ventilator::Ventilator v(opt);
     return v.run_batch(std::move(spec));
   });

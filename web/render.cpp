@@ -148,7 +148,6 @@ class Exposition {
   std::string out_;
 };
 
-constexpr const char* kStates[] = {"queued", "running", "done", "failed", "cancelled"};
 
 }  // namespace
 
@@ -158,7 +157,8 @@ std::string prometheus_text(const FarmSnapshot& s, const History& h) {
         s.start_time_s);
 
   m.family("taskfarm_jobs", "gauge", "Jobs the job service knows, by state.");
-  for (const char* state : kStates) {
+  for (int st = v1::JOB_QUEUED; st <= v1::JOB_INTERRUPTED; ++st) {
+    const std::string state(job_state_name(static_cast<v1::JobState>(st)));
     const auto n = std::count_if(s.jobs.begin(), s.jobs.end(),
                                  [&](const JobView& j) { return j.state == state; });
     m.sample("taskfarm_jobs", {{"state", state}}, static_cast<double>(n));
@@ -307,7 +307,7 @@ nlohmann::json job_json(const JobView& j, const History& h, bool detail) {
       {"kernels", j.kernels},
       {"retried", j.retried},
       {"duplicates", j.duplicates},
-      {"failure_count", j.failures.size()},
+      {"error", j.error},
   };
   if (j.finished()) {
     out["eta_s"] = 0;

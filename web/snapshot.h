@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/job_state.h"
 #include "taskfarm.pb.h"
 
 namespace taskfarm::web {
@@ -13,7 +14,8 @@ namespace taskfarm::web {
 struct JobView {
   std::string id;     // 16 hex digits
   std::string name;
-  std::string state;  // queued, running, done, failed, cancelled
+  std::string state;  // job_state_name(): queued, running, done, failed, cancelled, interrupted
+  std::string error;  // why it ended without running (refused by the sink)
   int32_t priority = 0;
   uint64_t total = 0;
   uint64_t ok = 0;         // final results, succeeded
@@ -25,7 +27,7 @@ struct JobView {
   std::vector<std::string> kernels;  // of its task entries
   uint64_t retried = 0, duplicates = 0;  // from the sink
   std::vector<v1::TaskFailure> failures;  // first ones, with their error text
-  bool finished() const { return state == "done" || state == "failed" || state == "cancelled"; }
+  bool finished() const { return job_state_final(job_state_from_name(state)); }
 };
 
 struct WorkerView {
