@@ -167,7 +167,7 @@ function renderWorkers(workers, points) {
     }
     const gpu = isGpu(w);
     row.querySelector(".device").textContent = w.device;
-    row.querySelector(".slots").textContent = w.slots + (gpu ? " streams" : " threads");
+    row.querySelector(".slots").textContent = w.slots + (gpu ? " stream" : " thread") + (w.slots === 1 ? "" : "s");
     row.querySelector(".held").textContent = fmtNum(w.held);
     const busy = row.querySelector(".busy");
     busy.textContent = w.busy_ratio === null ? "–" : Math.round(100 * w.busy_ratio) + "%";
