@@ -133,15 +133,12 @@ struct SinkCore::Impl {
     }
   }
 
-  // Returns: why the BatchStart cannot be a job, or nullopt.
-  std::optional<std::string> check_start(const v1::BatchStart& start) const {
-    if (start.total() == 0 || start.total() > opt.max_tasks_per_job) {
-      return fmt::format("batch_start with {} tasks (this sink takes 1 to {}: --max-tasks)",
-                         start.total(), opt.max_tasks_per_job);
-    }
+  // Returns: why the BatchStart is malformed (dropped as rejected), or nullopt.
+  static std::optional<std::string> check_start(const v1::BatchStart& start) {
     const auto& spec = start.spec();
-    if (spec.tasks_size() == 0 || spec.tasks_size() > kMaxEntries) {
-      return fmt::format("batch_start with {} job entries", spec.tasks_size());
+    if (start.total() == 0 || spec.tasks_size() == 0 || spec.tasks_size() > kMaxEntries) {
+      return fmt::format("batch_start with {} tasks in {} entries", start.total(),
+                         spec.tasks_size());
     }
     uint64_t total = 0;
     for (const auto& t : spec.tasks()) {
@@ -154,8 +151,22 @@ struct SinkCore::Impl {
     if (total != start.total()) {
       return std::string("batch_start whose entries do not add up to its total");
     }
-    if (start.max_attempts() > 100) {
+    if (start.max_attempts() > kMaxMaxAttempts) {
       return fmt::format("batch_start with max_attempts {}", start.max_attempts());
+    }
+    return std::nullopt;
+  }
+
+  // Returns: why a well-formed job is over this sink's limits (the job is refused with the
+  // reason), or nullopt.
+  std::optional<std::string> over_limits(const v1::BatchStart& start) const {
+    if (start.total() > opt.max_tasks_per_job) {
+      return fmt::format("{} tasks, above its limit of {} (taskfarm-sink --max-tasks)",
+                         start.total(), opt.max_tasks_per_job);
+    }
+    if (active.size() >= opt.max_jobs) {
+      return fmt::format("the sink has {} jobs in progress, its limit (taskfarm-sink --max-jobs)",
+                         active.size());
     }
     return std::nullopt;
   }
@@ -176,12 +187,10 @@ struct SinkCore::Impl {
                   printable(start.name()), job_hex(id));
         return;
       }
-      if (active.size() >= opt.max_jobs) {
+      if (auto why = over_limits(start)) {
         v1::Envelope env;
         env.mutable_job_accepted()->set_job_id(id);
-        env.mutable_job_accepted()->set_error(fmt::format(
-            "the sink has {} jobs in progress, its limit (taskfarm-sink --max-jobs)",
-            active.size()));
+        env.mutable_job_accepted()->set_error(*why);
         log::warn("refused job '{}' ({}): {}", printable(start.name()), job_hex(id),
                   env.job_accepted().error());
         publish(kTopicAck, env);
