@@ -426,6 +426,30 @@ TEST(HttpFarm, WithCurveKeysThePageNeedsTheTokenTheVentilatorLogs) {
   }
 }
 
+TEST(HttpFarm, AOneShotBatchCanHaveADashboardToo) {
+  Farm farm;
+  auto sink = farm.sink();
+  auto w = farm.worker("w0", {"--threads", "2"});
+  auto vent = farm.ventilator({"--kernel", "sleep", "--tasks", "300", "--size", "5000", "--http", "0"});
+  const int port = dashboard_port(vent);
+  ASSERT_GT(port, 0) << vent.err();
+  httplib::Client c("127.0.0.1", port);
+  json jobs;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    jobs = get_json(c, "/api/jobs");
+    if (!jobs.is_null() && jobs["jobs"].size() == 1 && jobs["jobs"][0]["done"] > 0) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_EQ(jobs["jobs"].size(), 1u) << jobs.dump();
+  EXPECT_EQ(jobs["jobs"][0]["name"], "sleep-300x5000");
+  EXPECT_EQ(jobs["jobs"][0]["total"], 300);
+  EXPECT_EXIT_CODE(vent, 0, kBatchTimeout);
+  EXPECT_EXIT_CODE(sink, 0, 10s);
+  EXPECT_EXIT_CODE(w, 0, 10s);
+  EXPECT_FALSE(c.Get("/api/jobs")) << "the server went with the ventilator";
+}
+
 TEST(HttpFarm, BadHttpFlagsAreOneLineErrors) {
   Farm farm;
   auto busy = ventilator(farm, "busy", {"--http", "0"});
