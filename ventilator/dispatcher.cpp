@@ -210,6 +210,20 @@ std::vector<GiveUp> Dispatcher::on_unreachable(const std::string& worker) {
   return drop_worker(worker, "connection closed");
 }
 
+std::vector<Dispatcher::WorkerSummary> Dispatcher::worker_summaries() const {
+  std::vector<WorkerSummary> out;
+  out.reserve(workers_.size());
+  for (const auto& [id, w] : workers_) {
+    out.push_back({id, &w.info, w.credit, w.held, w.last_seen_ns, w.leaving});
+  }
+  return out;
+}
+
+uint64_t Dispatcher::job_in_flight(uint64_t job_id) const {
+  auto it = jobs_.find(job_id);
+  return it == jobs_.end() ? 0 : it->second.open.size();
+}
+
 std::vector<std::string> Dispatcher::worker_ids() const {
   std::vector<std::string> ids;
   ids.reserve(workers_.size());

@@ -112,6 +112,19 @@ class Dispatcher {
   // Returns: tasks given up after max_attempts.
   std::vector<GiveUp> expire();
 
+  // ---- for the dashboard and /metrics (issue 16)
+  struct WorkerSummary {
+    std::string routing_id;
+    const v1::WorkerInfo* info;  // valid until the next call that changes the dispatcher
+    int64_t credit;
+    uint64_t held;
+    int64_t last_seen_ns;
+    bool leaving;
+  };
+  std::vector<WorkerSummary> worker_summaries() const;
+  // Returns: tasks of the job issued and not acknowledged yet (some may wait to be re-issued).
+  uint64_t job_in_flight(uint64_t job_id) const;
+
   // Counters for logs and the report.
   uint64_t reissued() const { return reissued_; }
   uint64_t workers_lost() const { return workers_lost_; }

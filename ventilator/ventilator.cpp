@@ -8,6 +8,7 @@
 #include "common/signals.h"
 #include "ventilator/links.h"
 #include "ventilator/ventilator_core.h"
+#include "ventilator/web_view.h"
 
 namespace taskfarm::ventilator {
 
@@ -22,6 +23,7 @@ struct Ventilator::Impl final : VentilatorOutbox {
   std::unique_ptr<JobService> service;
   VentilatorCore core;
   int64_t next_wait_log = 0;
+  std::unique_ptr<VentilatorWeb> dashboard;  // dashboard and /metrics (issue 16), when --http
 
   static CoreOptions core_options(const VentilatorOptions& o, const std::string& tasks_ep) {
     CoreOptions c;
@@ -48,6 +50,7 @@ struct Ventilator::Impl final : VentilatorOutbox {
     if (!opt.submit_bind.empty()) {
       service = std::make_unique<JobService>(ctx, curve, opt.submit_bind, opt.max_job_bytes);
     }
+    if (opt.http) dashboard = VentilatorWeb::start(*opt.http, opt.http_optional, clock);
   }
 
   // VentilatorOutbox
@@ -106,18 +109,37 @@ struct Ventilator::Impl final : VentilatorOutbox {
         });
       }
       if (items[1].revents & ZMQ_POLLIN) {
-        sink.drain([this](const v1::Envelope& env) { core.on_sink_message(env); });
+        sink.drain([this](const v1::Envelope& env) {
+          if (env.has_metrics_sink_stats()) {  // for the dashboard only
+            if (dashboard) dashboard->on_sink_stats(env.metrics_sink_stats());
+            return;
+          }
+          core.on_sink_message(env);
+        });
       }
       if (service && (items[2].revents & ZMQ_POLLIN)) {
-        service->drain([this](const v1::Envelope& env) { return core.on_request(env); });
+        service->drain([this](const v1::Envelope& env) {
+          v1::Envelope reply = core.on_request(env);
+          if (dashboard) dashboard->on_request(env, reply);
+          return reply;
+        });
       }
       core.dispatch();
+      if (dashboard) {
+        dashboard->serve(core, [this] {
+          std::vector<web::RejectView> r = {{"ventilator", "tasks", workers.rejects().count()},
+                                            {"ventilator", "sink_control", sink.rejects().count()}};
+          if (service) r.push_back({"ventilator", "submission", service->rejects().count()});
+          return r;
+        });
+      }
     }
     return false;
   }
 
   int run_batch(v1::JobSpec spec) {
     const uint64_t id = core.add_job(std::move(spec), "job").id;
+    if (dashboard) dashboard->on_job_added();
     log::info("tasks on {}, sink at {}", workers.endpoint(), opt.sink_results);
     int64_t missing_kernel_since = 0;
     const bool finished = loop([&] {
