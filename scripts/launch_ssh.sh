@@ -114,7 +114,13 @@ ssh_argv() {
   SSH_ARGV+=("$host")
 }
 # The remote shell's command: run in --remote-dir when given.
-in_dir() { if [ -n "$remote_dir" ]; then echo "cd $(quote "$remote_dir") && $1"; else echo "$1"; fi; }
+in_dir() {
+  if [ -n "$remote_dir" ]; then
+    echo "mkdir -p $(quote "$remote_dir") && cd $(quote "$remote_dir") && $1"
+  else
+    echo "$1"
+  fi
+}
 remote() {  # remote HOST ARGS... : sets CMD to the local argv; the remote side gets one string
   local host=$1; shift
   ssh_argv "$host"
