@@ -39,7 +39,7 @@ fi
 # glibc's own libraries and the driver come from the node; the CUDA libraries too with
 # --no-cuda-libs; everything else travels.
 skip='^(linux-vdso|ld-linux|libc\.so|libm\.so|libdl\.so|libpthread\.so|librt\.so|libresolv\.so|libutil\.so|libcuda\.so|libnvidia)'
-cuda='^(libcu[a-z]*|libnv[A-Za-z]*)\.so'
+cuda='^(libcu[A-Za-z]*|libnv[A-Za-z]*)\.so'
 for f in "${files[@]}"; do
   ldd "$f" 2>/dev/null | awk '/=> \// {print $1, $3}' | while read -r name path; do
     [[ $name =~ $skip ]] && continue
