@@ -2,8 +2,9 @@
 // cluster (munged, slurmctld and slurmd from Debian's slurm-wlm) runs
 // examples/slurm/taskfarm.sbatch; a real OpenSSH server runs scripts/launch_ssh.sh; the .deb made
 // by cpack is installed with apt-get on a clean Debian 12 (debootstrap) and runs a batch with the
-// installed programs. Missing packages are installed (tests/cluster/ensure_packages.sh); a test
-// skips, with the reason, only where that is impossible (not root, no package archive).
+// installed programs, and the .tar.gz runs one on the same Debian without its libraries.
+// Missing packages are installed (tests/cluster/ensure_packages.sh); a test skips, with the
+// reason, only where that is impossible (not root, no package archive).
 //
 // Daemons run as the init of a private PID namespace (unshare --pid --kill-child): when the
 // test ends, however it ends (failure, crash, ctest timeout), the kernel ends the daemons and
@@ -72,11 +73,13 @@ bool port_free(int port) {
   return ok;
 }
 
-// Returns: P such that P, P+1 and P+2 are free (a farm's tasks, results and control ports).
-int free_port_base() {
+// Returns: P such that P .. P+n-1 are free (a farm's tasks, results, control, submit ports).
+int free_port_base(int n = 3) {
   for (int i = 0; i < 100; ++i) {
     const int p = free_port();
-    if (p > 0 && p < 65000 && port_free(p + 1) && port_free(p + 2)) return p;
+    bool ok = p > 0 && p < 65000;
+    for (int k = 1; ok && k < n; ++k) ok = port_free(p + k);
+    if (ok) return p;
   }
   return 0;
 }
@@ -133,6 +136,7 @@ std::optional<v1::Report> parse_report(const std::string& path) {
 }
 
 // argv that runs `argv` as the init of a new PID namespace (see the file comment).
+// Flags before the program (e.g. "--mount") are unshare's.
 std::vector<std::string> in_pid_namespace(std::vector<std::string> argv) {
   std::vector<std::string> out = {netns::find_program("unshare"), "--pid", "--fork",
                                   "--kill-child", "--mount-proc"};
@@ -533,6 +537,50 @@ TEST(LaunchSsh, PerGpuAsksEachHostAndStartsOneWorkerPerGpuOrCpuWorkers) {
   ASSERT_EQ(cpu.size(), 2u) << calls;
   for (const auto& c : cpu) EXPECT_NE(c.find("--device cpu"), std::string::npos) << c;
   EXPECT_NE(proc.err().find("cpu1 has no GPU"), std::string::npos) << proc.err();
+}
+
+// ---------------------------------------------------------------------------------- packages
+
+// Runs tests/cluster/package_chroot.sh MODE (deb or tgz): the package made by cpack, installed on
+// a clean Debian 12, runs kJob. Returns: its report, or nullopt after a test failure.
+std::optional<v1::Report> install_and_run(const Farm& farm, const std::string& mode) {
+  const std::string build = std::filesystem::path(TASKFARM_BIN_DIR).parent_path().string();
+  Process proc(in_pid_namespace({"--mount", kScripts + "package_chroot.sh", mode, build,
+                                 farm.path("chroot"), farm.write("job.json", kJob),
+                                 std::to_string(free_port_base(4))}),
+               farm.path("package-chroot"));
+  // The first run on a machine also makes the Debian 12 (debootstrap): minutes.
+  EXPECT_EXIT_CODE(proc, 0, 220s);
+  auto report = parse_report(farm.path("chroot/report.json"));
+  EXPECT_TRUE(report) << proc.err();
+  return report;
+}
+
+#define SKIP_WITHOUT_DEBOOTSTRAP() SKIP_UNLESS_PACKAGES("debootstrap", "dpkg-dev")
+
+TEST(Packages, DebInstallsWithAptOnACleanDebianAndItsUnitsRunABatch) {
+  SKIP_WITHOUT_DEBOOTSTRAP();
+  const std::string expected = clean_digest(kJob);
+  Farm farm;
+  const auto report = install_and_run(farm, "deb");
+  ASSERT_TRUE(report);
+  EXPECT_EQ(report->tasks_ok(), 80u);
+  EXPECT_EQ(report->tasks_failed(), 0u);
+  EXPECT_EQ(report->result_digest(), expected);
+  ASSERT_EQ(report->workers_size(), 1);
+  EXPECT_EQ(report->workers(0).device(), "cpu");
+  // The sink service keeps one report per job in TASKFARM_RESULTS_DIR.
+  EXPECT_EQ(trim(read_file(farm.path("chroot/results.txt"))), report->job_id());
+}
+
+TEST(Packages, TgzRunsABatchOnACleanDebianWithoutTheLibrariesInstalled) {
+  SKIP_WITHOUT_DEBOOTSTRAP();
+  const std::string expected = clean_digest(kJob);
+  Farm farm;
+  const auto report = install_and_run(farm, "tgz");
+  ASSERT_TRUE(report);
+  EXPECT_EQ(report->tasks_ok(), 80u);
+  EXPECT_EQ(report->result_digest(), expected);
 }
 
 }  // namespace
