@@ -54,7 +54,7 @@ inline CommandResult run_command(const std::string& command) {
 }
 
 // Returns: the full path of program `name` (Process execs without a PATH search), looking in
-// PATH and in the sbin folders where Debian keeps ip and tc; empty when not found.
+// PATH and in the sbin folders where Debian keeps ip and iptables; empty when not found.
 inline std::string find_program(const std::string& name) {
   std::string path = getenv("PATH") ? getenv("PATH") : "";
   path += ":/usr/sbin:/sbin:/usr/bin:/bin";
@@ -109,29 +109,8 @@ class Lab {
     return std::nullopt;
   }
 
-  // Returns: why `tc ... netem` cannot be used here (no tc, kernel without sch_netem), or nullopt.
-  static std::optional<std::string> netem_unavailable() {
-    if (auto why = unavailable()) return why;
-    const std::string ip = find_program("ip"), tc = find_program("tc");
-    if (tc.empty()) return "tc (iproute2) is not installed";
-    if (auto modprobe = find_program("modprobe"); !modprobe.empty()) {
-      run_command(modprobe + " sch_netem");
-    }
-    const std::string probe = prefix_for(getpid()) + "probe";
-    run_command(ip + " netns add " + probe);
-    run_command(ip + " -n " + probe + " link set dev lo up");
-    auto q = run_command(ip + " netns exec " + probe + " " + tc +
-                         " qdisc add dev lo root netem delay 1ms");
-    run_command(ip + " netns del " + probe);
-    if (q.rc != 0) {
-      return "tc netem is unavailable (kernel built without CONFIG_NET_SCH_NETEM, or "
-             "`modprobe sch_netem` failed): " + q.output;
-    }
-    return std::nullopt;
-  }
-
   // Makes the head namespace. Throws: std::runtime_error when a command fails.
-  Lab() : ip_(find_program("ip")), tc_(find_program("tc")), prefix_(prefix_for(getpid())) {
+  Lab() : ip_(find_program("ip")), prefix_(prefix_for(getpid())) {
     sweep_stale(ip_);
     for (const auto& ns : namespaces_now()) {  // left by an earlier test in this process
       run_command(ip_ + " netns del " + ns);
@@ -185,15 +164,6 @@ class Lab {
     }
     out.insert(out.end(), argv.begin(), argv.end());
     return out;
-  }
-
-  // Applies `tc qdisc replace ... root netem SPEC` to both ends of the link to `host`, so both
-  // directions are impaired. Throws: std::runtime_error when tc fails.
-  void netem(const std::string& host, const std::string& spec) {
-    must(ip_ + " netns exec " + ns_name(host) + " " + tc_ + " qdisc replace dev eth0 root netem " +
-         spec);
-    must(ip_ + " netns exec " + ns_name("head") + " " + tc_ + " qdisc replace dev to-" + host +
-         " root netem " + spec);
   }
 
   // Cuts (false) or restores (true) the link to `host` from the head side.
@@ -256,7 +226,7 @@ class Lab {
     if (r.rc != 0) throw std::runtime_error("`" + command + "` failed: " + r.output);
   }
 
-  std::string ip_, tc_, prefix_;
+  std::string ip_, prefix_;
   std::vector<std::string> made_;
   std::map<std::string, std::string> hosts_;
 };
