@@ -528,6 +528,7 @@ TEST(LaunchSsh, PerGpuAsksEachHostAndStartsOneWorkerPerGpuOrCpuWorkers) {
         found.push_back(line);
       }
     }
+    std::sort(found.begin(), found.end());  // started in parallel: recorded in any order
     return found;
   };
   const auto gpu = workers_on("gpu1"), cpu = workers_on("cpu1");
