@@ -11,6 +11,7 @@
 #include "client/job_client.h"
 #include "common/cli.h"
 #include "common/errors.h"
+#include "common/job_state.h"
 #include "common/net.h"
 #include "sink/aggregator.h"
 #include "ventilator/job.h"
@@ -19,16 +20,14 @@ namespace {
 
 using namespace taskfarm;
 
-bool finished(const v1::JobStatus& s) {
-  return s.state() == "done" || s.state() == "failed" || s.state() == "cancelled";
-}
+bool finished(const v1::JobStatus& s) { return job_state_final(s.state()); }
 
 std::string progress_line(const v1::JobStatus& s) {
   std::string eta = "-";
   if (s.tasks_per_s() > 0 && s.total() > s.done()) {
     eta = fmt::format("{:.1f} s", static_cast<double>(s.total() - s.done()) / s.tasks_per_s());
   }
-  return fmt::format("{} {} {}/{} tasks, {} failed, {:.1f} tasks/s, ETA {}", s.name(), s.state(),
+  return fmt::format("{} {} {}/{} tasks, {} failed, {:.1f} tasks/s, ETA {}", s.name(), job_state_name(s.state()),
                      s.done(), s.total(), s.failed(), s.tasks_per_s(), eta);
 }
 
@@ -52,8 +51,9 @@ int wait_for(client::JobClient& c, const std::string& job, const std::string& re
         fmt::print("{}\n", progress_line(s));
       }
       std::fflush(stdout);
-      if (s.state() == "done") return kExitOk;
-      if (s.state() == "cancelled") fmt::print(stderr, "taskfarm: job {} was cancelled\n", job);
+      if (s.state() == v1::JOB_DONE) return kExitOk;
+      if (s.state() == v1::JOB_CANCELLED) fmt::print(stderr, "taskfarm: job {} was cancelled\n", job);
+      if (s.state() == v1::JOB_INTERRUPTED) return kExitInterrupted;
       return kExitTasksFailed;
     }
     const auto now = std::chrono::steady_clock::now();
@@ -83,7 +83,7 @@ int print_status(client::JobClient& c, const std::string& job, bool json) {
   fmt::print("{:<16}  {:<20} {:<9} {:>19} {:>12} {:>9}\n", "JOB", "NAME", "STATE", "DONE/TOTAL",
              "TASKS/S", "AGE");
   for (const auto& s : reply.jobs()) {
-    fmt::print("{:<16}  {:<20} {:<9} {:>19} {:>12.1f} {:>8.1f}s\n", s.job_id(), s.name(), s.state(),
+    fmt::print("{:<16}  {:<20} {:<9} {:>19} {:>12.1f} {:>8.1f}s\n", s.job_id(), s.name(), job_state_name(s.state()),
                fmt::format("{}/{}", s.done(), s.total()), s.tasks_per_s(), s.age_s());
   }
   return kExitOk;

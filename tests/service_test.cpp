@@ -104,7 +104,7 @@ TEST(Service, TwoConcurrentJobsSmallOneIsNotStuckAndBothDigestsAreRight) {
   EXPECT_EQ(p.wait_for(0s), std::optional<int>(0)) << p.err();
   const auto st = svc.status(big);
   ASSERT_EQ(st.jobs_size(), 1);
-  EXPECT_EQ(st.jobs(0).state(), "running") << "the small job finished while the big one ran";
+  EXPECT_EQ(st.jobs(0).state(), v1::JOB_RUNNING) << "the small job finished while the big one ran";
   EXPECT_LT(st.jobs(0).done(), 840u);
   EXPECT_EQ(svc.status().jobs_size(), 2);
   auto w = svc.client({"wait", big, "-q", "--report", farm.path("big.report.json")});
@@ -127,7 +127,7 @@ TEST(Service, CancelStopsAJobAndFreesTheWorkers) {
   EXPECT_EQ(c.wait_for(0s), std::optional<int>(0)) << c.err();
   const auto st = svc.status(long_job);
   ASSERT_EQ(st.jobs_size(), 1);
-  EXPECT_EQ(st.jobs(0).state(), "cancelled");
+  EXPECT_EQ(st.jobs(0).state(), v1::JOB_CANCELLED);
   const auto t0 = std::chrono::steady_clock::now();
   auto p = svc.client({"submit", farm.write("small.json", kSmallJob), "--wait", "-q"});
   EXPECT_EQ(p.wait_for(0s), std::optional<int>(0)) << p.err();
