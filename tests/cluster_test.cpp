@@ -162,25 +162,33 @@ constexpr const char* kLongJob = R"({ "name": "long", "tasks": [
 
 const std::string kSbatch = kSource + "/examples/slurm/taskfarm.sbatch";
 
-// A one-node Slurm cluster of this test's own (tests/cluster/slurm_cluster.sh). Its folder has
+// A two-node Slurm cluster of this test's own (tests/cluster/slurm_cluster.sh): slurmctld on the
+// "head" network namespace, slurmd on nodes node-n1 and node-n2, each a namespace with its own
+// address and host name, routed to each other through the head (tests/netns.h). Its folder has
 // a short name: munge's socket path must fit in 108 bytes.
 class SlurmCluster {
  public:
+  static constexpr const char* kNodes[] = {"n1", "n2"};
+
   explicit SlurmCluster(const Farm& farm)
       : farm_(farm),
         dir_("/tmp/tfslurm-" + std::to_string(getpid()) + "-" + std::to_string(Farm::next_id())) {
     std::filesystem::remove_all(dir_);
-    daemons_.emplace(in_pid_namespace({kScripts + "slurm_cluster.sh", dir_,
-                                       std::to_string(free_port()), std::to_string(free_port()),
-                                       "2"}),
-                     farm.path("slurm-daemons"));
+    std::vector<std::string> args = {kScripts + "slurm_cluster.sh", dir_, lab_.ns_name("head"),
+                                     netns::Lab::kHeadAddress, "2"};
+    for (const char* n : kNodes) {
+      lab_.add_host(n);
+      args.push_back(lab_.ns_name(n) + "=node-" + n + "=" + lab_.host_address(n));
+    }
+    lab_.route_between_hosts();
+    daemons_.emplace(in_pid_namespace(args), farm.path("slurm-daemons"));
   }
   ~SlurmCluster() {
     daemons_.reset();  // ends every daemon and job first
     if (!::testing::Test::HasFailure()) std::filesystem::remove_all(dir_);
   }
 
-  // Returns: true once the node accepts jobs.
+  // Returns: true once every node accepts jobs.
   bool wait_ready(std::chrono::milliseconds timeout) {
     return wait_until(
         [&] {
@@ -193,28 +201,28 @@ class SlurmCluster {
 
   // Returns: `command` (a shell command line) run in farm's folder against this cluster.
   netns::CommandResult run(const std::string& command) const {
-    return run_command("cd " + farm_.path("") + " && SLURM_CONF=" + dir_ + "/slurm.conf " +
-                       command);
+    return run_command(netns::find_program("ip") + " netns exec " + lab_.ns_name("head") +
+                       " sh -c 'cd " + farm_.path("") + " && SLURM_CONF=" + dir_ +
+                       "/slurm.conf " + command + "'");
   }
 
-  // Returns: sbatch started in farm's folder with `args`, the programs from `prefix`, the
-  // farm's ports from `port_base`.
-  Process sbatch(const std::string& args, const std::string& prefix, int port_base) const {
-    return Process({"/bin/sh", "-c", "cd " + farm_.path("") + " && exec sbatch " + args},
+  // Returns: sbatch started in farm's folder with `args` and the programs from `prefix`.
+  Process sbatch(const std::string& args, const std::string& prefix) const {
+    return Process(lab_.exec("head", {"/bin/sh", "-c", "cd " + farm_.path("") + " && exec sbatch " + args}),
                    farm_.path("sbatch"),
-                   {"SLURM_CONF=" + dir_ + "/slurm.conf", "TASKFARM_PREFIX=" + prefix,
-                    "TASKFARM_PORT_BASE=" + std::to_string(port_base)});
+                   {"SLURM_CONF=" + dir_ + "/slurm.conf", "TASKFARM_PREFIX=" + prefix});
   }
 
   // Returns: the daemons' output and the end of their logs, for failure messages.
   std::string logs() const {
     return daemons_->err() + daemons_->out() +
-           run_command("tail -n 20 " + dir_ + "/slurmctld.log " + dir_ + "/slurmd.log").output;
+           run_command("tail -n 20 " + dir_ + "/*.log").output;
   }
 
  private:
   const Farm& farm_;
   std::string dir_;
+  netns::Lab lab_;  // destroyed after the daemons
   std::optional<Process> daemons_;
 };
 
@@ -234,8 +242,7 @@ TEST(Slurm, SbatchRunsABatchToCompletionAndTheReportIsWhereTheScriptSays) {
   ASSERT_TRUE(slurm.wait_ready(30s)) << slurm.logs();
   const std::string prefix = private_prefix(farm.path("prefix"));
   farm.write("job.json", kJob);
-  auto sbatch = slurm.sbatch("--wait --parsable --nodes=1 " + kSbatch + " job.json", prefix,
-                             free_port_base());
+  auto sbatch = slurm.sbatch("--wait --parsable " + kSbatch + " job.json", prefix);
   EXPECT_EXIT_CODE(sbatch, 0, 90s);
   const std::string id = job_id(sbatch);
   ASSERT_FALSE(id.empty()) << sbatch.err();
@@ -245,7 +252,11 @@ TEST(Slurm, SbatchRunsABatchToCompletionAndTheReportIsWhereTheScriptSays) {
   EXPECT_EQ(report->tasks_ok(), 80u) << output;
   EXPECT_EQ(report->tasks_failed(), 0u);
   EXPECT_EQ(report->result_digest(), expected);
-  EXPECT_GE(report->workers_size(), 1);
+  // A worker on each node (2 nodes: the script's default), the sink and ventilator on the first.
+  std::multiset<std::string> hosts;
+  for (const auto& w : report->workers()) hosts.insert(w.host());
+  EXPECT_EQ(hosts, (std::multiset<std::string>{"node-n1", "node-n2"})) << output;
+  EXPECT_NE(output.find("head node-n1"), std::string::npos) << output;
   EXPECT_NE(output.find("ventilator exit code 0"), std::string::npos) << output;
   EXPECT_TRUE(wait_until([&] { return processes_under(prefix).empty(); }, 10s))
       << join(processes_under(prefix));
@@ -258,13 +269,12 @@ TEST(Slurm, ScancelStopsEveryTaskfarmProcessOfTheJob) {
   ASSERT_TRUE(slurm.wait_ready(30s)) << slurm.logs();
   const std::string prefix = private_prefix(farm.path("prefix"));
   farm.write("job.json", kLongJob);
-  auto sbatch = slurm.sbatch("--parsable --nodes=1 " + kSbatch + " job.json", prefix,
-                             free_port_base());
+  auto sbatch = slurm.sbatch("--parsable " + kSbatch + " job.json", prefix);
   EXPECT_EXIT_CODE(sbatch, 0, 20s);
   const std::string id = job_id(sbatch);
   ASSERT_FALSE(id.empty()) << sbatch.err();
-  // The sink, the worker and the ventilator, each a job step.
-  ASSERT_TRUE(wait_until([&] { return processes_under(prefix).size() >= 3; }, 30s))
+  // The sink, the ventilator and a worker on each node, in job steps.
+  ASSERT_TRUE(wait_until([&] { return processes_under(prefix).size() >= 4; }, 30s))
       << join(processes_under(prefix)) << read_file(farm.path("taskfarm-" + id + ".out"))
       << slurm.logs();
   std::this_thread::sleep_for(1s);  // tasks running
@@ -290,8 +300,7 @@ TEST(Slurm, JobArrayRunsOneBatchPerJobFile) {
                                    std::to_string(counts[i]) + R"(, "size": 10000, "seed": 1 } ] })");
     files += " " + name + ".json";
   }
-  auto sbatch = slurm.sbatch("--wait --parsable --nodes=1 --array=0-2 " + kSbatch + files, prefix,
-                             free_port_base());
+  auto sbatch = slurm.sbatch("--wait --parsable --array=0-2 " + kSbatch + files, prefix);
   EXPECT_EXIT_CODE(sbatch, 0, 120s);
   const std::string id = job_id(sbatch);
   ASSERT_FALSE(id.empty()) << sbatch.err();

@@ -153,6 +153,18 @@ class Lab {
   // Returns: the head's address on the link to `host`.
   const std::string& head_address(const std::string& host) const { return hosts_.at(host); }
 
+  // Returns: `host`'s own address (the far end of its link).
+  std::string host_address(const std::string& host) const {
+    const std::string& head = hosts_.at(host);
+    return head.substr(0, head.size() - 1) + "2";
+  }
+
+  // Lets hosts reach each other through the head (IPv4 forwarding on), as the nodes of one
+  // cluster network do. Throws: std::runtime_error when it cannot be set.
+  void route_between_hosts() {
+    must(ip_ + " netns exec " + ns_name("head") + " sh -c 'echo 1 > /proc/sys/net/ipv4/ip_forward'");
+  }
+
   // Returns: argv that runs `argv` in namespace `name`, with host name `hostname` if not empty.
   std::vector<std::string> exec(const std::string& name, std::vector<std::string> argv,
                                 const std::string& hostname = "") const {

@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# A one-node Slurm cluster for tests, in folder DIR: munged, slurmctld and slurmd (Debian's
-# slurm-wlm) with their own configuration, state, sockets and ports, in the foreground until
-# killed. Prints "slurm ready" once the node accepts jobs. Run it as the init of a private PID
-# namespace (`unshare --pid --fork --kill-child --mount-proc`) so that killing it ends every
-# daemon and every job step it started. Commands reach it with SLURM_CONF=DIR/slurm.conf.
+# A Slurm cluster for tests: munged, slurmctld (Debian's slurm-wlm) in network namespace HEAD_NS
+# as host "tfhead", and one slurmd per node, each in its own network namespace with its own host
+# name (tests/netns.h makes the namespaces), all with their configuration, state, sockets and
+# logs in folder DIR, in the foreground until killed. Prints "slurm ready" once every node
+# accepts jobs. Run it as the init of a private PID namespace (`unshare --pid --fork
+# --kill-child --mount-proc`) so that killing it ends every daemon and every job step.
+# Commands reach it from HEAD_NS with SLURM_CONF=DIR/slurm.conf.
 #
-# Usage: tests/cluster/slurm_cluster.sh DIR SLURMCTLD_PORT SLURMD_PORT CPUS
+# Usage: tests/cluster/slurm_cluster.sh DIR HEAD_NS HEAD_ADDR CPUS NODE_NS=NODE_NAME=NODE_ADDR...
 set -euo pipefail
-dir=$1 ctld_port=$2 slurmd_port=$3 cpus=$4
-mkdir -p "$dir"/{ctld,slurmd,munge}
+dir=$1 head_ns=$2 head_addr=$3 cpus=$4
+shift 4
+(($#)) || { echo "slurm_cluster.sh: no node" >&2; exit 1; }
+mkdir -p "$dir"/{ctld,munge}
 chmod 700 "$dir/munge"
-host=$(hostname -s)
 
-# munge refuses keys that others can read, and sockets in world-writable folders.
+# munge refuses keys that others can read. One munged serves every namespace: its socket is a
+# file (keep DIR short: a socket path has at most 108 bytes).
 dd if=/dev/urandom of="$dir/munge/munge.key" bs=1024 count=1 status=none
 chmod 400 "$dir/munge/munge.key"
 socket="$dir/munge/munge.socket"
@@ -20,45 +24,62 @@ munged --foreground --force --socket="$socket" --key-file="$dir/munge/munge.key"
   --pid-file="$dir/munge/munged.pid" --log-file="$dir/munge/munged.log" \
   --seed-file="$dir/munge/munged.seed" &
 
+nodes=() node_lines=""
+for spec in "$@"; do
+  IFS== read -r ns name addr <<<"$spec"
+  nodes+=("$ns=$name")
+  mkdir -p "$dir/slurmd-$name"
+  node_lines+="NodeName=$name NodeAddr=$addr CPUs=$cpus State=UNKNOWN"$'\n'
+done
+names=$(printf '%s\n' "$@" | cut -d= -f2 | paste -sd,)
 cat >"$dir/slurm.conf" <<CONF
 ClusterName=taskfarm-test
-SlurmctldHost=$host(127.0.0.1)
-SlurmctldPort=$ctld_port
-SlurmdPort=$slurmd_port
+SlurmctldHost=tfhead($head_addr)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 AuthInfo=socket=$socket
 CredType=cred/munge
 StateSaveLocation=$dir/ctld
-SlurmdSpoolDir=$dir/slurmd
+SlurmdSpoolDir=$dir/slurmd-%n
 SlurmctldPidFile=$dir/slurmctld.pid
-SlurmdPidFile=$dir/slurmd.pid
+SlurmdPidFile=$dir/slurmd-%n.pid
 SlurmctldLogFile=$dir/slurmctld.log
-SlurmdLogFile=$dir/slurmd.log
+SlurmdLogFile=$dir/slurmd-%n.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 MpiDefault=none
+MailProg=/bin/true
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2
 KillWait=5
-MailProg=/bin/true
-NodeName=tfnode NodeHostname=$host NodeAddr=127.0.0.1 CPUs=$cpus State=UNKNOWN
-PartitionName=tf Nodes=tfnode Default=YES MaxTime=INFINITE State=UP
+$node_lines
+PartitionName=tf Nodes=$names Default=YES MaxTime=INFINITE State=UP
 CONF
 export SLURM_CONF=$dir/slurm.conf
 for _ in $(seq 100); do [ -S "$socket" ] && break; sleep 0.05; done
 [ -S "$socket" ] || { echo "munged did not start (socket $socket)" >&2; exit 1; }
-slurmctld -D -i -f "$SLURM_CONF" &
-slurmd -D -N tfnode -f "$SLURM_CONF" &
-for _ in $(seq 200); do
-  if sinfo -h -N -o '%t' 2>/dev/null | grep -qx idle; then echo "slurm ready"; wait; exit; fi
+
+# Each daemon in its namespace, under its host name (slurmctld checks it is SlurmctldHost).
+# nsenter, not `ip netns exec`: that remounts /sys, without the cgroup folder slurmd needs.
+in_host() {  # NS HOSTNAME COMMAND...
+  local ns=$1 host=$2
+  shift 2
+  nsenter --net="/run/netns/$ns" unshare --uts /bin/sh -c 'hostname "$0" && exec "$@"' "$host" "$@"
+}
+in_host "$head_ns" tfhead slurmctld -D -i -f "$SLURM_CONF" &
+for n in "${nodes[@]}"; do
+  in_host "${n%%=*}" "${n#*=}" slurmd -D -N "${n#*=}" -f "$SLURM_CONF" &
+done
+for _ in $(seq 300); do
+  states=$(nsenter --net="/run/netns/$head_ns" sinfo -h -N -o '%t' 2>/dev/null | sort -u | paste -sd,)
+  if [ "$states" = idle ]; then echo "slurm ready"; wait; exit; fi
   sleep 0.1
 done
-echo "slurm did not come up" >&2
+echo "slurm did not come up (node states: ${states:-none})" >&2
 tail -n 5 "$dir"/*.log >&2
 exit 1
