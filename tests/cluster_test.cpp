@@ -226,7 +226,11 @@ class SlurmCluster {
   std::optional<Process> daemons_;
 };
 
-#define SKIP_WITHOUT_SLURM() SKIP_UNLESS_PACKAGES("slurmctld", "slurmd", "slurm-client", "munge")
+#define SKIP_WITHOUT_SLURM()                                                              \
+  do {                                                                                    \
+    if (auto _why = netns::Lab::unavailable()) GTEST_SKIP() << "cluster: " << *_why;     \
+    SKIP_UNLESS_PACKAGES("slurmctld", "slurmd", "slurm-client", "munge");                \
+  } while (0)
 
 // sbatch --parsable prints "ID" or "ID;cluster".
 std::string job_id(const Process& sbatch) {
