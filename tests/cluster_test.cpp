@@ -173,6 +173,7 @@ class SlurmCluster {
   explicit SlurmCluster(const Farm& farm)
       : farm_(farm),
         dir_("/tmp/tfslurm-" + std::to_string(getpid()) + "-" + std::to_string(Farm::next_id())) {
+    sweep_stale_folders();
     std::filesystem::remove_all(dir_);
     std::vector<std::string> args = {kScripts + "slurm_cluster.sh", dir_, lab_.ns_name("head"),
                                      netns::Lab::kHeadAddress, "2"};
@@ -186,6 +187,16 @@ class SlurmCluster {
   ~SlurmCluster() {
     daemons_.reset();  // ends every daemon and job first
     if (!::testing::Test::HasFailure()) std::filesystem::remove_all(dir_);
+  }
+
+  // Removes the folders of test processes that were killed (their daemons died with them).
+  static void sweep_stale_folders() {
+    for (const auto& e : std::filesystem::directory_iterator("/tmp")) {
+      const std::string name = e.path().filename();
+      if (name.rfind("tfslurm-", 0) != 0) continue;
+      const pid_t pid = static_cast<pid_t>(std::atol(name.c_str() + 8));
+      if (pid > 0 && kill(pid, 0) != 0 && errno == ESRCH) std::filesystem::remove_all(e.path());
+    }
   }
 
   // Returns: true once every node accepts jobs.
