@@ -184,7 +184,8 @@ for i in "${!worker_hosts[@]}"; do
   if ((per_gpu)); then
     if ((dry_run)); then  # not asked: show one per GPU as the hosts file's count
       device=cuda
-      notes+=("# --per-gpu: $h is asked at launch ($gpu_query); one worker per GPU it lists, or $n CPU worker(s) (--device cpu) if none")
+      notes+=("# --per-gpu: $h is asked at launch ($gpu_query); one worker per GPU it lists,"
+              "#   or $n CPU worker(s) (--device cpu) if none")
     elif ((${gpus[$h]} > 0)); then
       n=${gpus[$h]} device=cuda
     else

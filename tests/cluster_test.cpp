@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include <functional>
+#include <map>
 #include <set>
 
 #include "farm.h"
@@ -42,8 +43,8 @@ std::optional<std::string> unavailable(std::initializer_list<const char*> packag
   return r.output.empty() ? "cannot install " + cmd : r.output;
 }
 
-#define SKIP_UNLESS_PACKAGES(...)                                                       \
-  do {                                                                                  \
+#define SKIP_UNLESS_PACKAGES(...)                                                     \
+  do {                                                                                \
     if (auto _why = unavailable({__VA_ARGS__})) GTEST_SKIP() << "cluster: " << *_why; \
   } while (0)
 
@@ -138,8 +139,8 @@ std::optional<v1::Report> parse_report(const std::string& path) {
 // argv that runs `argv` as the init of a new PID namespace (see the file comment).
 // Flags before the program (e.g. "--mount") are unshare's.
 std::vector<std::string> in_pid_namespace(std::vector<std::string> argv) {
-  std::vector<std::string> out = {netns::find_program("unshare"), "--pid", "--fork",
-                                  "--kill-child", "--mount-proc"};
+  std::vector<std::string> out = {netns::find_program("unshare"), "--pid", "--fork", "--kill-child",
+                                  "--mount-proc"};
   out.insert(out.end(), argv.begin(), argv.end());
   return out;
 }
@@ -170,13 +171,14 @@ class SlurmCluster {
  public:
   static constexpr const char* kNodes[] = {"n1", "n2"};
 
-  explicit SlurmCluster(const Farm& farm)
+  // `gpus`: stand-in GPUs per node (see slurm_cluster.sh).
+  explicit SlurmCluster(const Farm& farm, int gpus = 0)
       : farm_(farm),
         dir_("/tmp/tfslurm-" + std::to_string(getpid()) + "-" + std::to_string(Farm::next_id())) {
     sweep_stale_folders();
     std::filesystem::remove_all(dir_);
     std::vector<std::string> args = {kScripts + "slurm_cluster.sh", dir_, lab_.ns_name("head"),
-                                     netns::Lab::kHeadAddress, "2"};
+                                     netns::Lab::kHeadAddress,      "2",  std::to_string(gpus)};
     for (const char* n : kNodes) {
       lab_.add_host(n);
       args.push_back(lab_.ns_name(n) + "=node-" + n + "=" + lab_.host_address(n));
@@ -202,32 +204,31 @@ class SlurmCluster {
   // Returns: true once every node accepts jobs.
   bool wait_ready(std::chrono::milliseconds timeout) {
     return wait_until(
-        [&] {
-          return !daemons_->running() ||
-                 daemons_->out().find("slurm ready") != std::string::npos;
-        },
-        timeout) &&
+               [&] {
+                 return !daemons_->running() ||
+                        daemons_->out().find("slurm ready") != std::string::npos;
+               },
+               timeout) &&
            daemons_->running();
   }
 
   // Returns: `command` (a shell command line) run in farm's folder against this cluster.
   netns::CommandResult run(const std::string& command) const {
     return run_command(netns::find_program("ip") + " netns exec " + lab_.ns_name("head") +
-                       " sh -c 'cd " + farm_.path("") + " && SLURM_CONF=" + dir_ +
-                       "/slurm.conf " + command + "'");
+                       " sh -c 'cd " + farm_.path("") + " && SLURM_CONF=" + dir_ + "/slurm.conf " +
+                       command + "'");
   }
 
   // Returns: sbatch started in farm's folder with `args` and the programs from `prefix`.
   Process sbatch(const std::string& args, const std::string& prefix) const {
-    return Process(lab_.exec("head", {"/bin/sh", "-c", "cd " + farm_.path("") + " && exec sbatch " + args}),
-                   farm_.path("sbatch"),
-                   {"SLURM_CONF=" + dir_ + "/slurm.conf", "TASKFARM_PREFIX=" + prefix});
+    return Process(
+        lab_.exec("head", {"/bin/sh", "-c", "cd " + farm_.path("") + " && exec sbatch " + args}),
+        farm_.path("sbatch"), {"SLURM_CONF=" + dir_ + "/slurm.conf", "TASKFARM_PREFIX=" + prefix});
   }
 
   // Returns: the daemons' output and the end of their logs, for failure messages.
   std::string logs() const {
-    return daemons_->err() + daemons_->out() +
-           run_command("tail -n 20 " + dir_ + "/*.log").output;
+    return daemons_->err() + daemons_->out() + run_command("tail -n 20 " + dir_ + "/*.log").output;
   }
 
  private:
@@ -237,10 +238,10 @@ class SlurmCluster {
   std::optional<Process> daemons_;
 };
 
-#define SKIP_WITHOUT_SLURM()                                                              \
-  do {                                                                                    \
-    if (auto _why = netns::Lab::unavailable()) GTEST_SKIP() << "cluster: " << *_why;     \
-    SKIP_UNLESS_PACKAGES("slurmctld", "slurmd", "slurm-client", "munge");                \
+#define SKIP_WITHOUT_SLURM()                                                         \
+  do {                                                                               \
+    if (auto _why = netns::Lab::unavailable()) GTEST_SKIP() << "cluster: " << *_why; \
+    SKIP_UNLESS_PACKAGES("slurmctld", "slurmd", "slurm-client", "munge");            \
   } while (0)
 
 // sbatch --parsable prints "ID" or "ID;cluster".
@@ -271,7 +272,8 @@ TEST(Slurm, SbatchRunsABatchToCompletionAndTheReportIsWhereTheScriptSays) {
   // first. Both workers join; one may join after the other has run every task.
   EXPECT_NE(output.find("head node-n1 (10.77.1.2)"), std::string::npos) << output;
   for (const char* node : {"node-n1", "node-n2"}) {
-    EXPECT_NE(output.find(std::string("worker ") + node + " joined (cpu on " + node), std::string::npos)
+    EXPECT_NE(output.find(std::string("worker ") + node + " joined (cpu on " + node),
+              std::string::npos)
         << output;
   }
   for (const auto& w : report->workers()) {
@@ -281,6 +283,71 @@ TEST(Slurm, SbatchRunsABatchToCompletionAndTheReportIsWhereTheScriptSays) {
   EXPECT_NE(output.find("ventilator exit code 0"), std::string::npos) << output;
   EXPECT_TRUE(wait_until([&] { return processes_under(prefix).empty(); }, 10s))
       << join(processes_under(prefix));
+}
+
+// Slurm's GPUs here are stand-ins (no CUDA device): the worker the script starts is a wrapper that
+// records the GPU Slurm bound it to (CUDA_VISIBLE_DEVICES) and its flags, then runs the real
+// worker on the CPU. What is checked is the script's GPU path: one worker per GPU on every node,
+// each bound to a GPU of its own.
+TEST(Slurm, GpuNodesGetOneWorkerPerGpuEachBoundToItsOwnGpu) {
+  SKIP_WITHOUT_SLURM();
+  const std::string expected = clean_digest(kJob);
+  Farm farm;
+  SlurmCluster slurm(farm, /*gpus=*/2);
+  ASSERT_TRUE(slurm.wait_ready(30s)) << slurm.logs();
+  const std::string prefix = private_prefix(farm.path("prefix"));
+  std::filesystem::rename(prefix + "/bin/taskfarm-worker", prefix + "/bin/taskfarm-worker-real");
+  const std::string record = farm.path("gpu-workers.txt");
+  const std::string wrapper = farm.write(
+      "prefix/bin/taskfarm-worker",
+      "#!/bin/bash\n"
+      "echo \"$(hostname) ${CUDA_VISIBLE_DEVICES:-unset} $*\" >> " +
+          record +
+          "\n"
+          "args=()\n"
+          "while (($#)); do\n"
+          "  if [ \"$1\" = --device ]; then args+=(--device cpu); shift 2; continue; fi\n"
+          "  args+=(\"$1\"); shift\n"
+          "done\n"
+          "exec \"$(dirname \"$0\")/taskfarm-worker-real\" \"${args[@]}\"\n");
+  ASSERT_EQ(chmod(wrapper.c_str(), 0755), 0);
+  farm.write("job.json", kJob);
+  auto sbatch =
+      slurm.sbatch("--wait --parsable --gpus-per-node=2 " + kSbatch + " job.json", prefix);
+  EXPECT_EXIT_CODE(sbatch, 0, 90s);
+  const std::string id = job_id(sbatch);
+  const std::string output = read_file(farm.path("taskfarm-" + id + ".out"));
+  EXPECT_NE(output.find("2 nodes, 2 GPUs per node"), std::string::npos) << output;
+  const auto report = parse_report(farm.path("taskfarm-" + id + ".json"));
+  ASSERT_TRUE(report) << output;
+  EXPECT_EQ(report->tasks_ok(), 100u);
+  EXPECT_EQ(report->result_digest(), expected);
+
+  // "HOST GPU FLAGS..." per worker started: node-nX-gpu0 and -gpu1 on each node, on two GPUs.
+  std::map<std::string, std::set<std::string>> gpus_of;
+  std::set<std::string> ids;
+  std::istringstream in(read_file(record));
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream fields(line);
+    std::string host, gpu, word, last;
+    fields >> host >> gpu;
+    bool cuda = false;
+    while (fields >> word) {
+      if (last == "--device") cuda = word == "cuda";
+      if (last == "--id") ids.insert(word);
+      last = word;
+    }
+    EXPECT_TRUE(cuda) << "worker not started with --device cuda: " << line;
+    gpus_of[host].insert(gpu);
+  }
+  EXPECT_EQ(ids,
+            (std::set<std::string>{"node-n1-gpu0", "node-n1-gpu1", "node-n2-gpu0", "node-n2-gpu1"}))
+      << read_file(record);
+  for (const char* node : {"node-n1", "node-n2"}) {
+    EXPECT_EQ(gpus_of[node].size(), 2u) << node << " workers share a GPU:\n" << read_file(record);
+    EXPECT_EQ(gpus_of[node].count("unset"), 0u) << read_file(record);
+  }
+  for (const auto& w : report->workers()) EXPECT_EQ(ids.count(w.id()), 1u) << w.id();
 }
 
 TEST(Slurm, ScancelStopsEveryTaskfarmProcessOfTheJob) {
@@ -302,7 +369,8 @@ TEST(Slurm, ScancelStopsEveryTaskfarmProcessOfTheJob) {
   const auto scancel = slurm.run("scancel " + id);
   EXPECT_EQ(scancel.rc, 0) << scancel.output;
   EXPECT_TRUE(wait_until([&] { return processes_under(prefix).empty(); }, 20s))
-      << "left running after scancel:\n" << join(processes_under(prefix));
+      << "left running after scancel:\n"
+      << join(processes_under(prefix));
   EXPECT_TRUE(wait_until([&] { return trim(slurm.run("squeue -h -j " + id).output).empty(); }, 20s))
       << slurm.run("squeue").output;
 }
@@ -317,8 +385,9 @@ TEST(Slurm, JobArrayRunsOneBatchPerJobFile) {
   std::string files;
   for (int i = 0; i < 3; ++i) {
     const std::string name = "sweep-" + std::to_string(i);
-    farm.write(name + ".json", R"({ "name": ")" + name + R"(", "tasks": [ { "kernel": "saxpy", "count": )" +
-                                   std::to_string(counts[i]) + R"(, "size": 10000, "seed": 1 } ] })");
+    farm.write(name + ".json",
+               R"({ "name": ")" + name + R"(", "tasks": [ { "kernel": "saxpy", "count": )" +
+                   std::to_string(counts[i]) + R"(, "size": 10000, "seed": 1 } ] })");
     files += " " + name + ".json";
   }
   auto sbatch = slurm.sbatch("--wait --parsable --array=0-2 " + kSbatch + files, prefix);
@@ -328,7 +397,8 @@ TEST(Slurm, JobArrayRunsOneBatchPerJobFile) {
   for (int i = 0; i < 3; ++i) {
     const std::string base = "taskfarm-" + id + "_" + std::to_string(i);
     const auto report = parse_report(farm.path(base + ".json"));
-    ASSERT_TRUE(report) << base << ".json missing:\n" << join(processes_under(prefix))
+    ASSERT_TRUE(report) << base << ".json missing:\n"
+                        << join(processes_under(prefix))
                         << slurm.run("cat " + farm.path("taskfarm-*.out")).output;
     EXPECT_EQ(report->job(), "sweep-" + std::to_string(i));
     EXPECT_EQ(report->tasks_ok(), static_cast<uint64_t>(counts[i]));
@@ -381,11 +451,23 @@ struct Launch {
 
   std::vector<std::string> argv(const std::string& hosts, const SshServer& ssh,
                                 std::vector<std::string> extra) const {
-    std::vector<std::string> args = {"/bin/bash", kLaunch, hosts, "--job", farm.path("job.json"),
-                                     "--prefix", prefix, "--remote-dir", farm.path("remote"),
-                                     "--log-dir", farm.path("logs"), "--ssh-option",
-                                     "-F " + ssh.config(), "--port-base",
-                                     std::to_string(port_base), "--worker-args", "--threads 1"};
+    std::vector<std::string> args = {"/bin/bash",
+                                     kLaunch,
+                                     hosts,
+                                     "--job",
+                                     farm.path("job.json"),
+                                     "--prefix",
+                                     prefix,
+                                     "--remote-dir",
+                                     farm.path("remote"),
+                                     "--log-dir",
+                                     farm.path("logs"),
+                                     "--ssh-option",
+                                     "-F " + ssh.config(),
+                                     "--port-base",
+                                     std::to_string(port_base),
+                                     "--worker-args",
+                                     "--threads 1"};
     args.insert(args.end(), extra.begin(), extra.end());
     return args;
   }
@@ -400,8 +482,8 @@ TEST(Ssh, LaunchSshRunsABatchThroughARealSshd) {
   Launch launch{farm, private_prefix(farm.path("prefix"))};
   farm.write("job.json", kJob);
   const std::string p = std::to_string(ssh.port());
-  const std::string hosts =
-      farm.write("hosts.txt", "127.0.0.1:" + p + "   # head: sink and ventilator\nlocalhost:" + p + " 2\n");
+  const std::string hosts = farm.write(
+      "hosts.txt", "127.0.0.1:" + p + "   # head: sink and ventilator\nlocalhost:" + p + " 2\n");
   Process proc(launch.argv(hosts, ssh, {}), farm.path("launch"));
   EXPECT_EXIT_CODE(proc, 0, kBatchTimeout);
   // The report stays on the head (in --remote-dir) and is copied back next to the logs.
@@ -414,12 +496,13 @@ TEST(Ssh, LaunchSshRunsABatchThroughARealSshd) {
   std::set<std::string> ids;
   for (const auto& w : report->workers()) ids.insert(w.id());
   EXPECT_TRUE(std::includes(std::set<std::string>{"localhost-0", "localhost-1"}.begin(),
-                            std::set<std::string>{"localhost-0", "localhost-1"}.end(),
-                            ids.begin(), ids.end()))
+                            std::set<std::string>{"localhost-0", "localhost-1"}.end(), ids.begin(),
+                            ids.end()))
       << *ids.begin();
   // The uploaded job file is removed, and nothing runs on after the batch.
   for (const auto& e : std::filesystem::directory_iterator(farm.path("remote"))) {
-    EXPECT_EQ(e.path().filename().string().rfind("taskfarm-job-", 0), std::string::npos) << e.path();
+    EXPECT_EQ(e.path().filename().string().rfind("taskfarm-job-", 0), std::string::npos)
+        << e.path();
   }
   EXPECT_TRUE(wait_until([&] { return processes_under(launch.prefix).empty(); }, 10s))
       << join(processes_under(launch.prefix));
@@ -487,8 +570,10 @@ void interrupt_launch(int sig, bool group) {
       << join(processes_under(launch.prefix)) << proc.err();
   ASSERT_TRUE(wait_until(
       [&] {
-        return read_file(farm.path("logs/worker-localhost-0.log")).find("registered") != std::string::npos &&
-               read_file(farm.path("logs/worker-localhost-1.log")).find("registered") != std::string::npos;
+        return read_file(farm.path("logs/worker-localhost-0.log")).find("registered") !=
+                   std::string::npos &&
+               read_file(farm.path("logs/worker-localhost-1.log")).find("registered") !=
+                   std::string::npos;
       },
       20s));
   std::this_thread::sleep_for(500ms);
@@ -496,7 +581,8 @@ void interrupt_launch(int sig, bool group) {
   EXPECT_EXIT_CODE(proc, 130, 15s);
   EXPECT_NE(proc.err().find("interrupted"), std::string::npos) << proc.err();
   EXPECT_TRUE(wait_until([&] { return processes_under(launch.prefix).empty(); }, 10s))
-      << "left running:\n" << join(processes_under(launch.prefix));
+      << "left running:\n"
+      << join(processes_under(launch.prefix));
 }
 
 TEST(Ssh, CtrlCOfTheLauncherStopsEveryRemoteProcess) {
@@ -518,7 +604,9 @@ std::string recording_ssh(const Farm& farm) {
       "while [ $# -gt 0 ]; do\n"
       "  case $1 in -o|-p|-i|-F) shift 2 ;; -*) shift ;; *) break ;; esac\n"
       "done\n"
-      "echo \"$1: $2\" >> " + record + "\n"
+      "echo \"$1: $2\" >> " +
+      record +
+      "\n"
       "case $2 in *nvidia-smi*) case $1 in gpu*) echo 2 ;; *) echo 0 ;; esac ;; esac\n";
   const std::string p = farm.write("ssh", script);
   EXPECT_EQ(chmod(p.c_str(), 0755), 0);
@@ -533,7 +621,8 @@ TEST(LaunchSsh, DryRunAfterTheHostsFileConnectsToNothing) {
                 "--per-gpu"},
                farm.path("launch"), {"TASKFARM_SSH=" + ssh});
   EXPECT_EXIT_CODE(proc, 0, 10s);
-  EXPECT_FALSE(std::filesystem::exists(farm.path("ssh-calls"))) << read_file(farm.path("ssh-calls"));
+  EXPECT_FALSE(std::filesystem::exists(farm.path("ssh-calls")))
+      << read_file(farm.path("ssh-calls"));
   const std::string out = proc.out();
   EXPECT_NE(out.find("taskfarm-sink"), std::string::npos) << out;
   EXPECT_NE(out.find("taskfarm-ventilator"), std::string::npos) << out;
@@ -576,10 +665,10 @@ TEST(LaunchSsh, PerGpuAsksEachHostAndStartsOneWorkerPerGpuOrCpuWorkers) {
 // a clean Debian 12, runs kJob. Returns: its report, or nullopt after a test failure.
 std::optional<v1::Report> install_and_run(const Farm& farm, const std::string& mode) {
   const std::string build = std::filesystem::path(TASKFARM_BIN_DIR).parent_path().string();
-  Process proc(in_pid_namespace({"--mount", kScripts + "package_chroot.sh", mode, build,
-                                 farm.path("chroot"), farm.write("job.json", kJob),
-                                 std::to_string(free_port_base(4))}),
-               farm.path("package-chroot"));
+  Process proc(
+      in_pid_namespace({"--mount", kScripts + "package_chroot.sh", mode, build, farm.path("chroot"),
+                        farm.write("job.json", kJob), std::to_string(free_port_base(4))}),
+      farm.path("package-chroot"));
   // The first run on a machine also makes the Debian 12 (debootstrap): minutes.
   EXPECT_EXIT_CODE(proc, 0, 220s);
   auto report = parse_report(farm.path("chroot/report.json"));

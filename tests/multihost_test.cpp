@@ -263,7 +263,8 @@ TEST(MultiHost, BatchCompletesOver100msDelayAnd10PercentLossOnWorkerLinks) {
     const auto [dropped, delayed] = farm.impaired_packets(w);
     EXPECT_GT(delayed, 50u) << w;
     EXPECT_GT(dropped, 0u) << w << ": " << delayed << " delayed";
-    EXPECT_LT(dropped, delayed / 4) << w << ": " << dropped << " dropped, " << delayed << " delayed";
+    EXPECT_LT(dropped, delayed / 4)
+        << w << ": " << dropped << " dropped, " << delayed << " delayed";
     std::cout << w << ": " << dropped << " packets dropped, " << delayed << " delayed 100 ms\n";
   }
 }

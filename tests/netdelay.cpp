@@ -13,8 +13,8 @@
 #include <signal.h>
 #include <sys/socket.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -79,8 +79,8 @@ int main(int argc, char** argv) {
   while (!g_stop) {
     int timeout_ms = -1;
     if (!g_held.empty()) {
-      const auto wait = std::chrono::ceil<std::chrono::milliseconds>(g_held.front().release -
-                                                                     Clock::now());
+      const auto wait =
+          std::chrono::ceil<std::chrono::milliseconds>(g_held.front().release - Clock::now());
       timeout_ms = static_cast<int>(std::max<long>(0, wait.count()));
     }
     pollfd p{fd, POLLIN, 0};

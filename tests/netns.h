@@ -162,7 +162,8 @@ class Lab {
   // Lets hosts reach each other through the head (IPv4 forwarding on), as the nodes of one
   // cluster network do. Throws: std::runtime_error when it cannot be set.
   void route_between_hosts() {
-    must(ip_ + " netns exec " + ns_name("head") + " sh -c 'echo 1 > /proc/sys/net/ipv4/ip_forward'");
+    must(ip_ + " netns exec " + ns_name("head") +
+         " sh -c 'echo 1 > /proc/sys/net/ipv4/ip_forward'");
   }
 
   // Returns: argv that runs `argv` in namespace `name`, with host name `hostname` if not empty.

@@ -7,10 +7,13 @@
 # --kill-child --mount-proc`) so that killing it ends every daemon and every job step.
 # Commands reach it from HEAD_NS with SLURM_CONF=DIR/slurm.conf.
 #
-# Usage: tests/cluster/slurm_cluster.sh DIR HEAD_NS HEAD_ADDR CPUS NODE_NS=NODE_NAME=NODE_ADDR...
+# GPUS > 0 gives every node that many GPUs as a Slurm GRES (`--gpus-per-node`): Slurm binds
+# each task to its own (CUDA_VISIBLE_DEVICES), though the device files behind them are stand-ins.
+#
+# Usage: tests/cluster/slurm_cluster.sh DIR HEAD_NS HEAD_ADDR CPUS GPUS NODE_NS=NODE_NAME=NODE_ADDR...
 set -euo pipefail
-dir=$1 head_ns=$2 head_addr=$3 cpus=$4
-shift 4
+dir=$1 head_ns=$2 head_addr=$3 cpus=$4 gpus=$5
+shift 5
 (($#)) || { echo "slurm_cluster.sh: no node" >&2; exit 1; }
 mkdir -p "$dir"/{ctld,munge}
 chmod 700 "$dir/munge"
@@ -24,12 +27,19 @@ munged --foreground --force --socket="$socket" --key-file="$dir/munge/munge.key"
   --pid-file="$dir/munge/munged.pid" --log-file="$dir/munge/munged.log" \
   --seed-file="$dir/munge/munged.seed" &
 
-nodes=() node_lines=""
+nodes=() node_lines="" gres=""
+: >"$dir/gres.conf"  # next to slurm.conf, where Slurm reads it
+if ((gpus > 0)); then gres="Gres=gpu:$gpus"; fi
 for spec in "$@"; do
   IFS== read -r ns name addr <<<"$spec"
   nodes+=("$ns=$name")
   mkdir -p "$dir/slurmd-$name"
-  node_lines+="NodeName=$name NodeAddr=$addr CPUs=$cpus State=UNKNOWN"$'\n'
+  node_lines+="NodeName=$name NodeAddr=$addr CPUs=$cpus $gres State=UNKNOWN"$'\n'
+  if ((gpus > 0)); then
+    mkdir -p "$dir/dev-$name"
+    for ((g = 0; g < gpus; g++)); do mknod "$dir/dev-$name/nvidia$g" c 1 3; done  # like /dev/null
+    echo "NodeName=$name Name=gpu File=$dir/dev-$name/nvidia[0-$((gpus - 1))]" >>"$dir/gres.conf"
+  fi
 done
 names=$(printf '%s\n' "$@" | cut -d= -f2 | paste -sd,)
 cat >"$dir/slurm.conf" <<CONF
@@ -57,6 +67,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2
 KillWait=5
+GresTypes=gpu
 $node_lines
 PartitionName=tf Nodes=$names Default=YES MaxTime=INFINITE State=UP
 CONF
