@@ -51,6 +51,7 @@ int wait_for(client::JobClient& c, const std::string& job, const std::string& re
         fmt::print("{}\n", progress_line(s));
       }
       std::fflush(stdout);
+      if (!s.error().empty()) fmt::print(stderr, "taskfarm: job {} failed: {}\n", job, s.error());
       if (s.state() == v1::JOB_DONE) return kExitOk;
       if (s.state() == v1::JOB_CANCELLED) fmt::print(stderr, "taskfarm: job {} was cancelled\n", job);
       if (s.state() == v1::JOB_INTERRUPTED) return kExitInterrupted;

@@ -4,7 +4,7 @@
 // - SinkLink: PUSH to the sink's results socket (BatchStart, give-ups, cancels) and SUB to its
 //   control socket (JobAccepted and acks on "ack", BatchEnd on "ctl");
 // - JobService: the submission ROUTER for `taskfarm` clients (serve mode).
-// They decode and encode; decisions are the Ventilator's, the JobTable's and the Dispatcher's.
+// They move and decode messages; decisions are VentilatorCore's.
 #pragma once
 
 #include <fmt/core.h>
@@ -12,13 +12,10 @@
 
 #include <deque>
 #include <string>
-#include <vector>
 
 #include "common/net.h"
 #include "common/protocol.h"
 #include "common/security.h"
-#include "ventilator/dispatcher.h"
-#include "ventilator/job_table.h"
 
 namespace taskfarm::ventilator {
 
@@ -33,9 +30,6 @@ class WorkerLink {
 
   // Returns: false when the worker is gone or its queue is full (nothing was sent).
   bool send(const std::string& worker, v1::Envelope& env);
-  // Sends the tasks of `a`, described from their jobs in `jobs`, stamped with `sent_ns`.
-  // Returns: false when nothing was sent.
-  bool send_tasks(const Assignment& a, JobTable& jobs, int64_t sent_ns);
 
   // Reads queued messages; calls handle(routing id, envelope) for each valid one.
   template <typename Handler>
@@ -44,7 +38,7 @@ class WorkerLink {
                  [&](std::string_view worker, const zmq::message_t& frame) {
                    Decoded d = decode(frame);
                    if (!d) {
-                     rejects_.reject(d.error);
+                     rejects_.reject(d.error, peer_of(frame, worker));
                      return;
                    }
                    handle(std::string(worker), *d.envelope);
@@ -55,9 +49,6 @@ class WorkerLink {
   zmq::socket_t socket_;
   std::string endpoint_;
   RejectCounter rejects_{"task socket"};
-  v1::Envelope scratch_;  // reused for outgoing task batches
-  // Kept outside `scratch_`: Envelope::Clear() deletes its oneof body, and with it 1024 Tasks.
-  v1::TaskBatch batch_scratch_;
 };
 
 class SinkLink {
@@ -70,12 +61,10 @@ class SinkLink {
   RejectCounter& rejects() { return rejects_; }
   const std::string& endpoint() const { return control_ep_; }
 
-  // Sends the job's BatchStart when its back-off allows (20 ms doubling to 1 s).
-  void announce(JobRecord& job, int64_t now_ns, int64_t wall_ns);
-  // Reports tasks given up after their last attempt as failed results.
-  void send_give_ups(const std::vector<GiveUp>& give_ups, JobTable& jobs);
-  // Tells the sink to end a job early (cancelled, or interrupted by a stopped role).
-  void send_end(uint64_t job_id, v1::JobState state);
+  // Sends `env`, or keeps it until the sink can take it (give-ups must not be lost).
+  void push(v1::Envelope& env);
+  // Sends `env` if the sink can take it now; drops it otherwise.
+  void try_push(v1::Envelope& env);
   // Sends what the sink could not take yet. Returns: messages still waiting.
   size_t flush();
 
@@ -86,7 +75,7 @@ class SinkLink {
                  [&](std::string_view, const zmq::message_t& frame) {
                    Decoded d = decode(frame);
                    if (!d) {
-                     rejects_.reject(fmt::format("from the sink: {}", d.error));
+                     rejects_.reject(fmt::format("from the sink: {}", d.error), peer_of(frame));
                      return;
                    }
                    handle(*d.envelope);
@@ -94,8 +83,6 @@ class SinkLink {
   }
 
  private:
-  void push(v1::Envelope& env);
-
   zmq::socket_t to_sink_;
   zmq::socket_t from_sink_;
   std::string control_ep_;
@@ -112,6 +99,7 @@ class JobService {
 
   const std::string& endpoint() const { return endpoint_; }
   zmq::socket_t& socket() { return socket_; }
+  const RejectCounter& rejects() const { return rejects_; }
 
   // Reads queued requests; calls reply = handle(request) and sends the reply when it has a body.
   template <typename Handler>
@@ -120,7 +108,7 @@ class JobService {
                  [&](std::string_view client, const zmq::message_t& frame) {
                    Decoded d = decode(frame);
                    if (!d) {
-                     rejects_.reject(d.error);
+                     rejects_.reject(d.error, peer_of(frame, client));
                      return;
                    }
                    v1::Envelope reply = handle(*d.envelope);
