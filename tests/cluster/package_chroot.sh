@@ -135,12 +135,14 @@ if command -v systemd-analyze >/dev/null; then
   step "systemd-analyze verify: the units are valid"
 fi
 
-# The farm's ports in the installed configuration, as an administrator would set them.
+# The farm's ports in the installed configuration, as an administrator would set them (the
+# dashboard on any free port: this chroot shares the machine's network).
 conf=$root/etc/taskfarm/taskfarm.conf
 sed -i -e "s/^TASKFARM_TASKS_PORT=.*/TASKFARM_TASKS_PORT=$port/" \
        -e "s/^TASKFARM_RESULTS_PORT=.*/TASKFARM_RESULTS_PORT=$((port + 1))/" \
        -e "s/^TASKFARM_CONTROL_PORT=.*/TASKFARM_CONTROL_PORT=$((port + 2))/" \
-       -e "s/^TASKFARM_SUBMIT_PORT=.*/TASKFARM_SUBMIT_PORT=$((port + 3))/" "$conf"
+       -e "s/^TASKFARM_SUBMIT_PORT=.*/TASKFARM_SUBMIT_PORT=$((port + 3))/" \
+       -e 's/^TASKFARM_VENTILATOR_ARGS=.*/TASKFARM_VENTILATOR_ARGS="--http 0"/' "$conf"
 
 unit_value() { sed -n "s/^$2=//p" "$units/$1"; }
 # What systemd does for these units: StateDirectory= owned by User=, then ExecStart= (with %i)
