@@ -163,10 +163,23 @@ start_unit() {  # UNIT [INSTANCE]
   chroot --userspec="$user:$user" "$root" /usr/bin/env -i PATH=/usr/bin:/bin \
     /bin/sh -c "set -a; . /etc/taskfarm/taskfarm.conf; set +a; exec $exec_start" \
     >"$work/${unit/@/@$instance}.log" 2>&1 &
+  unit_pids+=("$!") unit_names+=("${unit/@/@$instance}")
 }
+unit_pids=() unit_names=()
 start_unit taskfarm-sink.service
 start_unit taskfarm-ventilator.service
 start_unit taskfarm-worker@.service cpu
+
+# Fail fast when a unit's command dies (bad flags, missing library) instead of waiting for the
+# client's timeout: wait for the job service's port while every unit runs.
+for _ in $(seq 100); do
+  for i in "${!unit_pids[@]}"; do
+    kill -0 "${unit_pids[$i]}" 2>/dev/null ||
+      die "${unit_names[$i]} exited: $(tail -n 3 "$work/${unit_names[$i]}.log")"
+  done
+  (exec 3<>"/dev/tcp/127.0.0.1/$((port + 3))") 2>/dev/null && break
+  sleep 0.1
+done
 
 step "taskfarm submit /tmp/job.json --wait"
 set +e
