@@ -109,10 +109,14 @@ install_deb() {
   in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
     "/tmp/$(basename "$deb")" >"$work/apt-install.log" 2>&1
 }
+# One apt at a time on the shared download cache (its lock file is in it).
+exec 8>"$cache/apt-archives.lock"
+flock -w 600 8 || die "timed out waiting for $cache/apt-archives.lock"
 if ! install_deb; then  # the archive moved on since the lists were fetched
   in_root apt-get update -qq >>"$work/apt-install.log" 2>&1 || true
   install_deb || die "apt-get install failed: $(grep -v '^$' "$work/apt-install.log" | tail -n 3)"
 fi
+flock -u 8
 [ "$(in_root dpkg-query -W -f='${Status}' taskfarm)" = "install ok installed" ] ||
   die "taskfarm is not installed after apt-get install"
 for p in taskfarm taskfarm-sink taskfarm-worker taskfarm-ventilator; do
