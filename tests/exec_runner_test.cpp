@@ -5,14 +5,13 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
@@ -218,7 +217,8 @@ TEST_F(ExecRunnerTest, ErrorTextIsOnePrintableLine) {
 }
 
 TEST_F(ExecRunnerTest, KeepsOnlyTheTailOfStderr) {
-  ExecRequest req = shell("head -c 100000 /dev/zero | tr '\\0' a >&2; echo >&2; echo 'final words' >&2; exit 4");
+  ExecRequest req =
+      shell("head -c 100000 /dev/zero | tr '\\0' a >&2; echo >&2; echo 'final words' >&2; exit 4");
   req.stderr_tail_bytes = 4096;
   const auto r = run_exec(req);
   EXPECT_EQ(r.status, Status::kFailed);
@@ -301,6 +301,13 @@ TEST_F(ExecRunnerTest, BadArgvAndEnvAreSpawnFailures) {
 
   req.env = {{"", "x"}};
   EXPECT_EQ(run_exec(req).status, Status::kSpawnFailed);
+
+  // More than the kernel takes in one argument (MAX_ARG_STRLEN, 128 KiB).
+  req.env = {};
+  req.argv = {"echo", std::string(200'000, 'x')};
+  r = run_exec(req);
+  EXPECT_EQ(r.status, Status::kSpawnFailed);
+  EXPECT_EQ(r.error, "cannot run 'echo': Argument list too long");
 }
 
 // ---------------------------------------------------------------- shell, env, workdir
@@ -322,7 +329,9 @@ TEST_F(ExecRunnerTest, EnvironmentIsTheWorkersPlusTheRequests) {
   ExecRequest req = shell(
       "echo \"$EXEC_RUNNER_TEST_INHERITED $EXEC_RUNNER_TEST_REPLACED $TASKFARM_TASK_ID\";"
       "env | grep -c '^EXEC_RUNNER_TEST_REPLACED='");
-  req.env = {{"EXEC_RUNNER_TEST_REPLACED", "new"}, {"TASKFARM_TASK_ID", "job-7.42"}};
+  req.env = {{"EXEC_RUNNER_TEST_REPLACED", "newer"},
+             {"TASKFARM_TASK_ID", "job-7.42"},
+             {"EXEC_RUNNER_TEST_REPLACED", "new"}};  // the last one wins
   const auto r = run_exec(req);
   unsetenv("EXEC_RUNNER_TEST_INHERITED");
   unsetenv("EXEC_RUNNER_TEST_REPLACED");
@@ -581,7 +590,8 @@ TEST_F(ExecRunnerTest, NoWorkerDescriptorLeaksIntoTheCommand) {
 
 TEST_F(ExecRunnerTest, CommandStartsWithCleanSignalState) {
   // The worker ignores SIGPIPE and may block signals in its threads.
-  struct sigaction ignore {}, old_pipe {}, old_int {};
+  struct sigaction ignore {
+  }, old_pipe{}, old_int{};
   ignore.sa_handler = SIG_IGN;
   sigaction(SIGPIPE, &ignore, &old_pipe);
   sigaction(SIGINT, &ignore, &old_int);

@@ -1,6 +1,7 @@
 #include "worker/exec_runner.h"
 
 #include <fcntl.h>
+#include <fmt/core.h>
 #include <poll.h>
 #include <spawn.h>
 #include <sys/mman.h>
@@ -8,8 +9,6 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <fmt/core.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -32,7 +31,7 @@ using Duration = Clock::duration;
 constexpr auto kCancelPoll = std::chrono::milliseconds(50);  // the promise made in the header
 constexpr auto kExitPoll = std::chrono::milliseconds(10);    // only without a pidfd
 constexpr auto kMinDrain = std::chrono::milliseconds(500);
-constexpr size_t kLineShown = 200;  // of the last stderr line in the error text
+constexpr size_t kLineShown = 200;  // bytes shown of a stderr line or a path in the error text
 
 // Thread-safe descriptions (strerror and strsignal are not).
 std::string errno_text(int err) {
@@ -280,11 +279,16 @@ ExecResult run_impl(const ExecRequest& req, const std::atomic<bool>* cancel,
 
   std::vector<std::string> env_storage;
   std::optional<std::string_view> path_var;
-  for (const auto& [name, value] : req.env) {
+  for (size_t i = 0; i < req.env.size(); ++i) {
+    const auto& [name, value] = req.env[i];
     if (name.empty() || name.find('=') != std::string::npos || has_nul(name) || has_nul(value)) {
-      return spawn_failed(fmt::format("bad environment variable name or value '{}'",
-                                      printable(name)),
-                          start);
+      return spawn_failed(
+          fmt::format("bad environment variable name or value '{}'", printable(name)), start);
+    }
+    // The last of several entries with one name wins.
+    if (std::any_of(req.env.begin() + static_cast<std::ptrdiff_t>(i) + 1, req.env.end(),
+                    [&](const auto& kv) { return kv.first == name; })) {
+      continue;
     }
     env_storage.push_back(name + "=" + value);
     if (name == "PATH") path_var = value;
@@ -309,14 +313,15 @@ ExecResult run_impl(const ExecRequest& req, const std::atomic<bool>* cancel,
   int find_err = 0;
   const auto program = find_program(program_name, *path_var, find_err);
   if (!program) {
-    return spawn_failed(
-        fmt::format("cannot run '{}': {}", printable(program_name), errno_text(find_err)), start);
+    return spawn_failed(fmt::format("cannot run '{}': {}", printable(program_name, kLineShown),
+                                    errno_text(find_err)),
+                        start);
   }
   if (!req.workdir.empty()) {
     if (has_nul(req.workdir)) return spawn_failed("the working directory contains a NUL", start);
     if (const int err = make_dirs(req.workdir); err != 0) {
       return spawn_failed(fmt::format("cannot create working directory '{}': {}",
-                                      printable(req.workdir), errno_text(err)),
+                                      printable(req.workdir, kLineShown), errno_text(err)),
                           start);
     }
   }
@@ -345,7 +350,8 @@ ExecResult run_impl(const ExecRequest& req, const std::atomic<bool>* cancel,
   sigemptyset(&none);
   sigfillset(&all);
   // Own group (the unit we kill), no blocked signals, every disposition default (the worker
-  // ignores SIGPIPE; a command must die of it as it would in a shell).
+  // ignores SIGPIPE; a command must die of it as it would in a shell). glibc < 2.38 still leaves
+  // its two internal signals (32, 33) ignored, which no program outside glibc relies on.
   if (posix_spawnattr_setflags(&attr.attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
                                                POSIX_SPAWN_SETSIGDEF) != 0 ||
       posix_spawnattr_setpgroup(&attr.attr, 0) != 0 ||
@@ -356,8 +362,8 @@ ExecResult run_impl(const ExecRequest& req, const std::atomic<bool>* cancel,
 
   pid_t pid = -1;
   // glibc's posix_spawn returns only once exec succeeded or failed, with the child in its group.
-  const int rc = posix_spawn(&pid, program->c_str(), &fa.actions, &attr.attr, argv.data(),
-                             envp.data());
+  const int rc =
+      posix_spawn(&pid, program->c_str(), &fa.actions, &attr.attr, argv.data(), envp.data());
   if (rc == EAGAIN || rc == ENOMEM) {
     errno = rc;
     throw_errno("posix_spawn");  // the worker's limits, not the task's fault
@@ -366,11 +372,12 @@ ExecResult run_impl(const ExecRequest& req, const std::atomic<bool>* cancel,
     // chdir is one of the child's steps: name the directory when it is the cause.
     if (!req.workdir.empty() && access(req.workdir.c_str(), X_OK) != 0) {
       return spawn_failed(fmt::format("cannot enter working directory '{}': {}",
-                                      printable(req.workdir), errno_text(errno)),
+                                      printable(req.workdir, kLineShown), errno_text(errno)),
                           start);
     }
-    return spawn_failed(fmt::format("cannot run '{}': {}", printable(program_name), errno_text(rc)),
-                        start);
+    return spawn_failed(
+        fmt::format("cannot run '{}': {}", printable(program_name, kLineShown), errno_text(rc)),
+        start);
   }
   Child child(pid);
   out_w.reset();

@@ -12,6 +12,8 @@
 //   holds stdout/stderr open any more.
 // - Every kill targets the group while its leader is still unreaped, so the group id cannot
 //   have been reused by an unrelated process. Only this child is ever waited for.
+// - On return the leader is reaped and the rest of its group has been sent SIGKILL; the kernel
+//   may take a few milliseconds more to remove them (their orphans are init's to reap).
 // - A process that leaves the group (setsid) is not killed; the runner stops reading the pipes
 //   it may hold max(kill_grace_s, 0.5 s) after the leader's exit.
 #pragma once
@@ -57,9 +59,9 @@ struct ExecResult {
     kSpawnFailed,     // could not start: not found, not executable, bad argv/env, bad workdir
   };
   Status status = Status::kSpawnFailed;
-  int exit_code = -1;  // the leader's exit status when it exited, else -1
-  int signal = 0;      // the signal that ended the leader, else 0
-  std::string output;  // stdout, at most max_output_bytes
+  int exit_code = -1;       // the leader's exit status when it exited, else -1
+  int signal = 0;           // the signal that ended the leader, else 0
+  std::string output;       // stdout, at most max_output_bytes
   std::string stderr_tail;  // the last stderr_tail_bytes of stderr
   // Empty for kOk, else one printable line for the report, e.g. "exit status 3: <last stderr
   // line>", "killed by signal 11 (Segmentation fault)", "timed out after 5.0 s", "cancelled",
