@@ -57,11 +57,13 @@ void BM_RunExecTrue(benchmark::State& state) {
 BENCHMARK(BM_RunExecTrue)->UseRealTime()->Threads(1)->Threads(2);
 
 // What an exec task costs the worker: PATH search, TASKFARM_* variables, a 100-byte stdin, a
-// fresh working directory created and removed, a timeout and a cancel flag to watch.
+// fresh working directory created and removed, a timeout and a cancel flag to watch. Arg 0:
+// the working directories under TMPDIR (or /tmp); 1: under /dev/shm (tmpfs).
 void BM_RunExecTask(benchmark::State& state) {
-  const auto base =
-      std::filesystem::temp_directory_path() /
-      ("exec_bench." + std::to_string(getpid()) + "." + std::to_string(state.thread_index()));
+  const std::filesystem::path root =
+      state.range(0) == 0 ? std::filesystem::temp_directory_path() : "/dev/shm";
+  const auto base = root / ("exec_bench." + std::to_string(getpid()) + "." +
+                            std::to_string(state.thread_index()));
   const std::string input(100, 'x');
   const std::atomic<bool> cancel{false};
   uint64_t index = 0;
@@ -85,7 +87,7 @@ void BM_RunExecTask(benchmark::State& state) {
   std::filesystem::remove_all(base);
   state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(BM_RunExecTask)->UseRealTime()->Threads(1)->Threads(2);
+BENCHMARK(BM_RunExecTask)->UseRealTime()->Arg(0)->Arg(1)->Threads(1)->Threads(2);
 
 // The same through /bin/sh -c, as a "shell": true task runs.
 void BM_RunExecShellTrue(benchmark::State& state) {

@@ -611,7 +611,7 @@ TEST_F(ExecRunnerTest, CommandStartsWithCleanSignalState) {
   ASSERT_EQ(std::sscanf(r.output.c_str(), "SigBlk: %llx SigIgn: %llx", &blocked, &ignored), 2)
       << r.output;
   EXPECT_EQ(blocked, 0u);
-  // Signals 1-31. glibc < 2.38's posix_spawn leaves its two internal signals (32, 33) ignored.
+  // Signals 1-31: glibc's posix_spawn leaves its two internal signals (32, 33) ignored.
   EXPECT_EQ(ignored & 0x7fffffffu, 0u) << r.output;
 
   // So a command writing into a closed pipe dies of SIGPIPE (128 + 13) as in a terminal.

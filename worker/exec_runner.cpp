@@ -350,8 +350,8 @@ ExecResult run_impl(const ExecRequest& req, const std::atomic<bool>* cancel,
   sigemptyset(&none);
   sigfillset(&all);
   // Own group (the unit we kill), no blocked signals, every disposition default (the worker
-  // ignores SIGPIPE; a command must die of it as it would in a shell). glibc < 2.38 still leaves
-  // its two internal signals (32, 33) ignored, which no program outside glibc relies on.
+  // ignores SIGPIPE; a command must die of it as it would in a shell). glibc's posix_spawn
+  // (2.36 here) still leaves its two internal signals (32, 33) ignored; programs do not rely on them.
   if (posix_spawnattr_setflags(&attr.attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
                                                POSIX_SPAWN_SETSIGDEF) != 0 ||
       posix_spawnattr_setpgroup(&attr.attr, 0) != 0 ||
