@@ -280,7 +280,8 @@ ExecResult run_impl(const ExecRequest& req, const std::atomic<bool>* cancel,
   std::vector<std::string> env_storage;
   std::optional<std::string_view> path_var;
   for (size_t i = 0; i < req.env.size(); ++i) {
-    const auto& [name, value] = req.env[i];
+    const std::string& name = req.env[i].first;  // (clang 14 cannot capture a binding)
+    const std::string& value = req.env[i].second;
     if (name.empty() || name.find('=') != std::string::npos || has_nul(name) || has_nul(value)) {
       return spawn_failed(
           fmt::format("bad environment variable name or value '{}'", printable(name)), start);
