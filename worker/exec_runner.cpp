@@ -352,7 +352,7 @@ ExecResult run_impl(const ExecRequest& req, const std::atomic<bool>* cancel,
   sigfillset(&all);
   // Own group (the unit we kill), no blocked signals, every disposition default (the worker
   // ignores SIGPIPE; a command must die of it as it would in a shell). glibc's posix_spawn
-  // (2.36 here) still leaves its two internal signals (32, 33) ignored; programs do not rely on them.
+  // (2.36 here) still leaves its internal signals 32 and 33 ignored; programs do not use them.
   if (posix_spawnattr_setflags(&attr.attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
                                                POSIX_SPAWN_SETSIGDEF) != 0 ||
       posix_spawnattr_setpgroup(&attr.attr, 0) != 0 ||
