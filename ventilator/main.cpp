@@ -52,6 +52,15 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--wait-sink", wait_sink_s, "give up if the sink does not answer (0: wait)")
       ->check(CLI::Range(0.0, 1e6));
+  app.add_option("--min-workers", opt.min_workers,
+                 "dispatch a job only once this many workers are connected (job files may say "
+                 "min_workers)")
+      ->check(CLI::Range(0u, 100000u));
+  double min_workers_wait_s = 60;
+  app.add_option("--min-workers-wait", min_workers_wait_s,
+                 "one batch: give up when fewer workers than --min-workers came within this long")
+      ->check(CLI::Range(0.1, 1e6))
+      ->capture_default_str();
   double kernel_wait_s = 10;
   app.add_option("--kernel-wait", kernel_wait_s,
                  "one batch: give up when no connected worker offers a kernel of the job for "
@@ -88,6 +97,7 @@ int main(int argc, char** argv) {
     opt.sink_control = sink.control_endpoint();
     opt.max_job_bytes = max_job_mb << 20;
     opt.kernel_wait_ms = static_cast<int64_t>(kernel_wait_s * 1000);
+    opt.min_workers_wait_ms = static_cast<int64_t>(min_workers_wait_s * 1000);
     opt.table_limits.max_spec_bytes = max_queued_mb << 20;
     opt.http = http.resolve(serve, opt.curve.enabled(), &opt.http_optional);
     if (serve) {

@@ -32,6 +32,10 @@ struct VentilatorOptions {
   int64_t sink_wait_ms = 0;  // give up when the sink does not answer for this long (0: never)
   // One-shot: give up when connected workers offer none for a kernel of the job this long.
   int64_t kernel_wait_ms = 10000;
+  // Dispatch a job only once this many workers are connected (--min-workers); a one-shot batch
+  // gives up after min_workers_wait_ms.
+  uint32_t min_workers = 0;
+  int64_t min_workers_wait_ms = 60000;
   CurveOptions curve;
   // Dashboard, /metrics and JSON API (issue 16); off when unset. With http_optional (the
   // default port, not one the user chose), a port in use only turns it off with a warning.

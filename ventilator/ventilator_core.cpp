@@ -2,6 +2,8 @@
 
 #include <fmt/core.h>
 
+#include <map>
+
 #include "common/errors.h"
 #include "common/log.h"
 #include "common/net.h"
@@ -102,10 +104,18 @@ bool VentilatorCore::on_worker_message(const std::string& worker, const v1::Enve
       break;
     }
     case v1::Envelope::kCredit:
-      if (!dispatcher_.on_credit(worker, env.credit().credit())) ask_to_reconnect();
+      if (!dispatcher_.on_credit(worker, env.credit().credit())) {
+        ask_to_reconnect();
+        break;
+      }
+      take_timings(worker, env.credit().timings());
       break;
     case v1::Envelope::kHeartbeat:
-      if (!dispatcher_.on_heartbeat(worker)) ask_to_reconnect();
+      if (!dispatcher_.on_heartbeat(worker)) {
+        ask_to_reconnect();
+        break;
+      }
+      take_timings(worker, env.heartbeat().timings());
       break;
     case v1::Envelope::kGoodbye:
       dispatcher_.on_goodbye(worker, env.goodbye());
@@ -115,6 +125,27 @@ bool VentilatorCore::on_worker_message(const std::string& worker, const v1::Enve
       return false;
   }
   return true;
+}
+
+void VentilatorCore::take_timings(
+    const std::string& worker,
+    const google::protobuf::RepeatedPtrField<v1::TaskTiming>& timings) {
+  if (timings.empty()) return;
+  std::vector<Timing> t;
+  t.reserve(static_cast<size_t>(timings.size()));
+  for (const auto& x : timings) t.push_back({x.kernel(), x.size(), x.count(), x.busy_ns()});
+  dispatcher_.on_timings(worker, t);
+}
+
+void VentilatorCore::send_cancels() {
+  // Copies of tasks whose other copy finished: the worker drops or stops them.
+  std::map<std::pair<std::string, uint64_t>, v1::Envelope> by_worker;
+  for (const auto& c : dispatcher_.take_cancels()) {
+    v1::Envelope& env = by_worker[{c.worker, c.job_id}];
+    env.mutable_cancel_tasks()->set_job_id(c.job_id);
+    env.mutable_cancel_tasks()->add_task_ids(c.task_id);
+  }
+  for (auto& [key, env] : by_worker) (void)out_.to_worker(key.first, env);
 }
 
 bool VentilatorCore::send_tasks(const Assignment& a, int64_t sent_ns) {
@@ -163,7 +194,10 @@ void VentilatorCore::heartbeat_workers() {
 
 void VentilatorCore::on_sink_message(const v1::Envelope& env) {
   switch (env.body_case()) {
-    case v1::Envelope::kAck: send_give_ups(dispatcher_.on_ack(env.ack())); break;
+    case v1::Envelope::kAck:
+      send_give_ups(dispatcher_.on_ack(env.ack()));
+      send_cancels();
+      break;
     case v1::Envelope::kJobAccepted: {
       JobRecord* job = jobs_.get(env.job_accepted().job_id());
       if (!job || job->state != v1::JOB_QUEUED) break;
@@ -174,9 +208,13 @@ void VentilatorCore::on_sink_message(const v1::Envelope& env) {
         break;
       }
       jobs_.start(*job);
-      JobShape shape{job->id, job->priority, job->max_attempts, {}};
+      JobShape shape;
+      shape.id = job->id;
+      shape.priority = job->priority;
+      shape.max_attempts = job->max_attempts;
+      shape.min_workers = std::max(job->job->spec().min_workers(), opt_.min_workers);
       for (const auto& t : job->job->spec().tasks()) {
-        shape.entries.push_back({t.kernel(), t.count(), t.payload().size()});
+        shape.entries.push_back({t.kernel(), t.count(), t.payload().size(), t.size()});
       }
       dispatcher_.add_job(shape);
       log::info("sink accepted job '{}'; dispatching to {} workers", printable(job->name),

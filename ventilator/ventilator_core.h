@@ -37,6 +37,7 @@ struct CoreOptions {
   std::string tasks_endpoint; // for messages about missing workers
   // Whether clients may submit exec jobs (a job service with keys, or on loopback only).
   bool exec_jobs_allowed = true;
+  uint32_t min_workers = 0;  // every job waits for this many workers (and its own min_workers)
 };
 
 class VentilatorCore {
@@ -77,6 +78,9 @@ class VentilatorCore {
  private:
   void finish_job(JobRecord& job, v1::JobState state);
   void send_give_ups(const std::vector<GiveUp>& give_ups);
+  void take_timings(const std::string& worker,
+                    const google::protobuf::RepeatedPtrField<v1::TaskTiming>& timings);
+  void send_cancels();
   void announce(JobRecord& job, int64_t now);
   bool send_tasks(const Assignment& a, int64_t sent_ns);
   void heartbeat_workers();

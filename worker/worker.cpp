@@ -146,6 +146,7 @@ struct Worker::Impl {
           [dev, this]() -> TaskRunner {
             std::shared_ptr<kernels::gpu::StreamRunner> runner =
                 kernels::gpu::plugin::create_runner(dev);
+            warm_up(*runner);
             return [runner, this](std::string_view kernel, const kernels::TaskInput& in) {
               if (auto why = catalog.validate(kernel, in)) throw kernels::KernelError(*why);
               const kernels::KernelDef& def = *catalog.find(kernel);
@@ -190,6 +191,25 @@ struct Worker::Impl {
     connect_socket(vent, opt.ventilator, "ventilator");
     connect_socket(results, opt.sink_results, "sink results");
     connect_socket(control, opt.sink_control, "sink control");
+  }
+
+  // Runs one small task of every built-in CUDA kernel on a new stream before the worker
+  // registers: loading the modules, creating cuBLAS's handle and the first launches cost tens
+  // of milliseconds, which would otherwise land on the first tasks of a batch.
+  static void warm_up(kernels::gpu::StreamRunner& runner) {
+    const std::pair<const char*, int64_t> kWarm[] = {{"noop", 0},      {"saxpy", 4096},
+                                                     {"reduce", 4096}, {"sgemm", 64},
+                                                     {"sort", 4096},   {"mandelbrot", 64},
+                                                     {"montecarlo_pi", 4096}};
+    for (const auto& [kernel, size] : kWarm) {
+      kernels::TaskInput in;
+      in.size = size;
+      try {
+        (void)runner.run(kernel, in);
+      } catch (const std::exception& e) {
+        log::warn("warming up {} on the GPU: {}", kernel, e.what());
+      }
+    }
   }
 
   int64_t window() const {
@@ -243,6 +263,8 @@ struct Worker::Impl {
     if (give <= 0) return;
     v1::Envelope env;
     env.mutable_credit()->set_credit(static_cast<uint32_t>(give));
+    // How long tasks took: the ventilator's scheduler plans with it.
+    for (auto& t : executor->take_timings()) *env.mutable_credit()->add_timings() = std::move(t);
     if (send_vent(env)) {
       outstanding += give;
     } else {
@@ -295,6 +317,14 @@ struct Worker::Impl {
       case v1::Envelope::kKill:
         log::info("the batch is over; exiting");
         return true;
+      case v1::Envelope::kCancelTasks: {
+        // Copies of tasks another worker finished first: drop them, or stop them.
+        const auto& c = env.cancel_tasks();
+        const std::vector<uint64_t> ids(c.task_ids().begin(), c.task_ids().end());
+        held -= static_cast<int64_t>(executor->cancel_tasks(c.job_id(), ids));
+        grant_credit();
+        break;
+      }
       case v1::Envelope::kCancelJob: {
         const uint64_t job = env.cancel_job().job_id();
         const size_t n = executor->drop_job(job);
@@ -460,6 +490,9 @@ struct Worker::Impl {
       if (now >= next_heartbeat) {
         v1::Envelope hb;
         hb.mutable_heartbeat();
+        if (registered) {
+          for (auto& t : executor->take_timings()) *hb.mutable_heartbeat()->add_timings() = std::move(t);
+        }
         if (registered && !send_vent(hb)) registered = false;
         next_heartbeat = now + ms_to_ns(opt.heartbeat_ms);
       }
