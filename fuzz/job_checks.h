@@ -8,7 +8,7 @@
 
 #include "kernels/kernel.h"
 #include "worker/task_input.h"
-#include "ventilator/job.h"
+#include "jobs/job.h"
 
 namespace taskfarm::fuzz {
 
@@ -17,7 +17,7 @@ namespace taskfarm::fuzz {
   abort();
 }
 
-inline void check_task(const ventilator::Job& job, uint64_t task_id) {
+inline void check_task(const jobs::Job& job, uint64_t task_id) {
   v1::Task t;
   job.fill(task_id, &t);
   if (t.task_id() != task_id || t.job_id() != job.id()) fail("fill names another task");
@@ -32,8 +32,8 @@ inline void check_task(const ventilator::Job& job, uint64_t task_id) {
 inline void check_accepted_job(const v1::JobSpec& spec) {
   if (spec.name().empty()) fail("accepted job without a name");
   if (spec.max_attempts() < 1 || spec.max_attempts() > 100) fail("max_attempts out of range");
-  ventilator::Job job(42, spec);
-  if (job.total() == 0 || job.total() > ventilator::kMaxTasksPerJob) fail("bad total");
+  jobs::Job job(42, spec);
+  if (job.total() == 0 || job.total() > jobs::kMaxTasksPerJob) fail("bad total");
   uint64_t first = 0;  // first and last task of every entry
   for (const auto& entry : spec.tasks()) {
     check_task(job, first);

@@ -1,4 +1,4 @@
-#include "ventilator/job.h"
+#include "jobs/job.h"
 
 #include <fmt/core.h>
 #include <google/protobuf/util/json_util.h>
@@ -10,7 +10,7 @@
 #include "common/errors.h"
 #include "kernels/kernel.h"
 
-namespace taskfarm::ventilator {
+namespace taskfarm::jobs {
 
 v1::JobSpec parse_job_json(const std::string& json, const std::string& where,
                            const std::string& default_name) {
@@ -61,6 +61,11 @@ void validate_job(v1::JobSpec& job, const std::string& where) {
     if (auto err = registry.validate(t.kernel(), in)) {
       throw SetupError(fmt::format("{}: {}", entry, *err));
     }
+    // A missing size is 0 in JSON: never run a size-0 batch silently.
+    const kernels::KernelDef* def = registry.find(t.kernel());
+    if (def->size_required && t.size() == 0 && t.payload().empty()) {
+      throw SetupError(fmt::format("{}: needs a size ({}) of at least 1", entry, def->size_meaning));
+    }
   }
   if (job.name().empty()) job.set_name(job.tasks(0).kernel());
 }
@@ -87,4 +92,4 @@ void Job::fill(uint64_t task_id, v1::Task* task) const {
   if (spec_.keep_output()) task->set_keep_output(true);
 }
 
-}  // namespace taskfarm::ventilator
+}  // namespace taskfarm::jobs

@@ -1,5 +1,6 @@
 // Jobs: loading and validating job files (the JSON mapping of v1::JobSpec), and turning a job's
 // task ids into task descriptors lazily, so a job of 10 million tasks costs a few bytes.
+// Shared by the ventilator (dispatch) and the `taskfarm` client (checks a job before submitting).
 #pragma once
 
 #include <cstdint>
@@ -8,7 +9,7 @@
 
 #include "common/protocol.h"
 
-namespace taskfarm::ventilator {
+namespace taskfarm::jobs {
 
 inline constexpr uint32_t kDefaultMaxAttempts = 3;
 inline constexpr uint64_t kMaxTasksPerJob = UINT32_MAX;
@@ -22,8 +23,8 @@ v1::JobSpec load_job_file(const std::string& path);
 v1::JobSpec parse_job_json(const std::string& json, const std::string& where = "job",
                            const std::string& default_name = "");
 
-// Checks every entry (known kernel, sizes within limits, payload format, counts) and fills
-// defaults (name, max_attempts). Throws: SetupError naming the entry and the problem.
+// Checks every entry (known kernel, sizes within limits and given where the kernel needs one,
+// payload format, counts) and fills defaults (name, max_attempts). Throws: SetupError naming the entry and the problem.
 void validate_job(v1::JobSpec& job, const std::string& where = "job");
 
 class Job {
@@ -44,4 +45,4 @@ class Job {
   uint64_t total_ = 0;
 };
 
-}  // namespace taskfarm::ventilator
+}  // namespace taskfarm::jobs
