@@ -52,6 +52,8 @@ struct KernelDef {
   int64_t max_size;               // larger sizes are rejected before anything is allocated
   bool accepts_payload;
   CpuKernelFn cpu;
+  // Size 0 means nothing to compute: a task needs size >= 1 unless its payload gives the size.
+  bool size_required = true;
 };
 
 // Every kernel taskfarm knows, device-agnostic: the CUDA side (kernels/cuda/gpu.h) keys its

@@ -1,4 +1,7 @@
-// The table of kernels. Adding a kernel means one row in kKernels plus its implementation.
+// The table of built-in kernels. Adding one takes a row in kKernels (name, size meaning and
+// limit, payload format), its CPU implementation (cpu_kernels.h), a CUDA one in
+// kernels/cuda/stream_runner.cu (kGpuKernels and dispatch(); without it GPU workers fail such
+// tasks), its section in kernels/README.md and tests in tests/kernels_test.cpp.
 #include <fmt/format.h>
 
 #include <new>
@@ -38,7 +41,7 @@ constexpr PayloadFormat kAnyPayload{PayloadFormat::kAnyBytes, "any bytes", 0, 0}
 
 // The order here is the order of names() and --help.
 const KernelSpec kKernels[] = {
-    {{"noop", "ignored", kPow2(40), true, cpu::noop}, kAnyPayload},
+    {{"noop", "ignored", kPow2(40), true, cpu::noop, /*size_required=*/false}, kAnyPayload},
     {{"sleep", "microseconds", 60'000'000, false, cpu::sleep}, kNoPayload},
     {{"saxpy", "elements n", kPow2(28), true, cpu::saxpy},
      {PayloadFormat::kVector, "[float a][n floats x][n floats y]", 4, 8}},
