@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/net.h"
 #include "common/protocol.h"
+#include "common/report.h"
 #include "common/signals.h"
 #include "sink/aggregator.h"
 #include "sink/png.h"
@@ -133,6 +134,13 @@ struct Sink::Impl {
     write_reports(id, rep);
     log::info("job '{}' ({:016x}) cancelled at {}/{}", it->second.name(), id, it->second.done(),
               it->second.total());
+    // The partial report goes to the ventilator too, for `taskfarm wait` and `status`.
+    v1::Envelope end;
+    end.mutable_batch_end()->set_job_id(id);
+    end.mutable_batch_end()->set_tasks_ok(it->second.ok());
+    end.mutable_batch_end()->set_tasks_failed(it->second.failed());
+    *end.mutable_batch_end()->mutable_report() = rep;
+    publish(kTopicCtl, end);
     active.erase(it);
     images.erase(id);
     remember_ended(id, v1::Envelope{});

@@ -133,6 +133,28 @@ std::vector<GiveUp> Dispatcher::on_unreachable(const std::string& worker) {
   return drop_worker(worker, "connection closed");
 }
 
+std::vector<Dispatcher::WorkerView> Dispatcher::worker_table() const {
+  std::vector<WorkerView> out;
+  std::unordered_map<uint32_t, size_t> by_slot;
+  const int64_t now = clock_.steady_ns();
+  for (const auto& [id, w] : workers_) {
+    by_slot[w.slot] = out.size();
+    WorkerView v;
+    v.info = w.info;
+    v.held = w.held;
+    v.idle_s = static_cast<double>(now - w.last_seen_ns) * 1e-9;
+    v.leaving = w.leaving;
+    out.push_back(std::move(v));
+  }
+  for (const auto& [job_id, job] : jobs_) {
+    for (const auto& [task_id, e] : job.open) {
+      if (e.state != State::kAssigned) continue;
+      if (auto it = by_slot.find(e.slot); it != by_slot.end()) ++out[it->second].held_by_job[job_id];
+    }
+  }
+  return out;
+}
+
 std::vector<std::string> Dispatcher::worker_ids() const {
   std::vector<std::string> ids;
   ids.reserve(workers_.size());

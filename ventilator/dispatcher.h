@@ -62,7 +62,9 @@ class Dispatcher {
   size_t unresolved() const;
 
   // ---- workers (keyed by ZeroMQ routing id)
-  // Returns: tasks given up because a re-registering worker lost them on their last attempt.
+  // Registers a worker; one that registers again (same routing id, e.g. after a partition)
+  // keeps the tasks leased to it and only restarts its credit.
+  // Returns: always empty today (nothing is given up on a Hello).
   std::vector<GiveUp> on_hello(const std::string& worker, const v1::WorkerInfo& info,
                                uint32_t credit);
   // Returns: false when the worker is unknown (it must say Hello again).
@@ -75,6 +77,18 @@ class Dispatcher {
   std::vector<GiveUp> on_unreachable(const std::string& worker);
   size_t workers() const { return workers_.size(); }
   std::vector<std::string> worker_ids() const;
+
+  // One registered worker as `taskfarm workers` shows it.
+  struct WorkerView {
+    v1::WorkerInfo info;
+    uint64_t held = 0;                          // tasks leased to it, running or queued there
+    std::map<uint64_t, uint64_t> held_by_job;   // job id -> tasks of that job it holds
+    double idle_s = 0;                          // since it was last heard from
+    bool leaving = false;
+  };
+  // Returns: every registered worker, in routing-id order. Scans the open leases: O(tasks in
+  // flight), for occasional requests only.
+  std::vector<WorkerView> worker_table() const;
 
   // ---- sink
   void on_ack(const v1::Ack& ack);

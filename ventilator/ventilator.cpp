@@ -2,6 +2,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <optional>
@@ -10,12 +11,14 @@
 #include "common/log.h"
 #include "common/net.h"
 #include "common/signals.h"
-#include "ventilator/job.h"
+#include "jobs/job.h"
 
 namespace taskfarm::ventilator {
 namespace {
 
 std::string job_hex(uint64_t id) { return fmt::format("{:016x}", id); }
+using jobs::Job;
+using jobs::validate_job;
 
 }  // namespace
 
@@ -315,7 +318,12 @@ struct Ventilator::Impl {
         case v1::Envelope::kBatchEnd: {
           const auto& be = env.batch_end();
           auto it = jobs.find(be.job_id());
-          if (it == jobs.end() || it->second.finished()) break;
+          if (it == jobs.end()) break;
+          if (it->second.finished()) {
+            // A cancelled job's partial report, for `taskfarm wait` and `status`.
+            if (it->second.state == "cancelled" && be.has_report()) it->second.report = be.report();
+            break;
+          }
           it->second.stop_workers = be.stop_workers();
           it->second.failed = be.tasks_failed();
           if (be.has_report()) it->second.report = be.report();
@@ -377,6 +385,10 @@ struct Ventilator::Impl {
     if (js.finished()) {
       st.set_done(js.state == "cancelled" ? js.acked : js.job->total());
       st.set_failed(js.failed);
+      if (js.started_ns > 0 && js.finished_ns > js.started_ns) {
+        st.set_tasks_per_s(static_cast<double>(st.done()) /
+                           (static_cast<double>(js.finished_ns - js.started_ns) * 1e-9));
+      }
       if (js.report) {
         *st.mutable_report() = *js.report;
         st.set_done(js.report->tasks_ok() + js.report->tasks_failed());
@@ -391,6 +403,45 @@ struct Ventilator::Impl {
     }
     return st;
   }
+
+  // ---- `taskfarm workers` and the no-worker notice (issue 15)
+  void fill_workers_reply(v1::WorkersReply& reply) const {
+    for (const auto& w : dispatcher.worker_table()) {
+      auto* s = reply.add_workers();
+      s->set_id(w.info.id());
+      s->set_host(w.info.host());
+      s->set_device(w.info.device());
+      s->set_slots(w.info.slots());
+      s->set_held(static_cast<uint32_t>(w.held));
+      s->set_busy(static_cast<uint32_t>(std::min<uint64_t>(w.held, w.info.slots())));
+      s->set_idle_s(w.idle_s);
+      s->set_leaving(w.leaving);
+      for (const auto& [job_id, n] : w.held_by_job) {
+        auto* j = s->add_jobs();
+        j->set_job_id(job_hex(job_id));
+        if (auto it = jobs.find(job_id); it != jobs.end()) j->set_name(it->second.job->spec().name());
+        j->set_tasks(static_cast<uint32_t>(n));
+      }
+    }
+  }
+
+  // Says every few seconds that a running job waits for workers, and where they connect.
+  int64_t next_no_workers_log = 0;
+  void log_no_workers(int64_t now) {
+    const bool waiting = dispatcher.workers() == 0 &&
+                         std::any_of(jobs.begin(), jobs.end(),
+                                     [](const auto& j) { return j.second.state == "running"; });
+    if (!waiting) {
+      next_no_workers_log = 0;
+    } else if (next_no_workers_log == 0) {
+      next_no_workers_log = now + ms_to_ns(2000);
+    } else if (now >= next_no_workers_log) {
+      log::info("waiting for workers: none connected; start taskfarm-worker --ventilator HOST "
+                "(this ventilator's task endpoint is {})", tasks_ep);
+      next_no_workers_log = now + ms_to_ns(5000);
+    }
+  }
+  // ---- end of `taskfarm workers`
 
   void on_client(const std::string& client, const v1::Envelope& env) {
     v1::Envelope reply;
@@ -437,6 +488,7 @@ struct Ventilator::Impl {
         }
         break;
       }
+      case v1::Envelope::kWorkers: fill_workers_reply(*reply.mutable_workers_reply()); break;
       default:
         submit_rejects.reject(fmt::format("unexpected '{}' message from a client", body_name(env)));
         return;
@@ -488,6 +540,7 @@ struct Ventilator::Impl {
       }
       dispatch();
       finish_acked_jobs(clock.steady_ns());
+      log_no_workers(clock.steady_ns());
       if (done()) return true;
     }
     return false;
