@@ -49,7 +49,9 @@ void configure_socket(zmq::socket_t& socket, int64_t max_message_bytes, int ling
   socket.set(zmq::sockopt::linger, linger_ms);
   socket.set(zmq::sockopt::maxmsgsize, max_message_bytes);
   socket.set(zmq::sockopt::reconnect_ivl, 100);
-  socket.set(zmq::sockopt::reconnect_ivl_max, 5000);
+  // A sink or ventilator restart is expected (job service): cap the back-off at a second rather
+  // than libzmq's usual seconds, so reconnecting takes at most about that long.
+  socket.set(zmq::sockopt::reconnect_ivl_max, kReconnectMaxMs);
   socket.set(zmq::sockopt::tcp_keepalive, 1);
 }
 

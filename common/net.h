@@ -18,7 +18,9 @@ std::string connect_endpoint(const std::string& spec, int default_port);
 std::string bind_endpoint(const std::string& spec, int default_port);
 
 // Applies the options every taskfarm socket uses: no linger beyond `linger_ms`, a maximum
-// message size, reconnect back-off (100 ms up to 5 s) so a missing peer never spins the CPU.
+// message size, reconnect back-off (100 ms doubling up to kReconnectMaxMs) so a missing peer
+// never spins the CPU and a restarted one is found again within about a second.
+inline constexpr int kReconnectMaxMs = 1000;
 void configure_socket(zmq::socket_t& socket, int64_t max_message_bytes, int linger_ms = 0);
 
 // Binds `socket` and returns the actual endpoint (the chosen port for ":0"/":*").
@@ -31,7 +33,8 @@ void connect_socket(zmq::socket_t& socket, const std::string& endpoint, const ch
 // Returns: this machine's host name.
 std::string host_name();
 
-// Returns: a short random hex string (routing ids, epochs).
+// Returns: a random 64-bit number (job ids, epochs, routing-id suffixes); never shared between
+// processes that start at the same moment (seeded with the pid).
 uint64_t random_u64();
 
 }  // namespace taskfarm
