@@ -187,9 +187,13 @@ std::string HandshakeWatch::describe(int event, uint32_t value, bool curve) {
       }
       return fmt::format("handshake protocol error 0x{:x}", value);
     case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-      // A CURVE server that cannot decrypt our HELLO (we used another server key) just closes.
-      return curve ? "the server's key does not match (check --server-key)"
-                   : fmt::format("the handshake failed ({})", zmq_strerror(static_cast<int>(value)));
+      // The server closed the connection mid-handshake: a CURVE server that cannot decrypt our
+      // HELLO (we used another server key) does that, and so does one that sees a mechanism
+      // mismatch before we do.
+      return curve ? "the server's key does not match (check --server-key; or the server does "
+                     "not use CurveZMQ keys)"
+                   : "the server closed the connection during the handshake: it probably "
+                     "requires CurveZMQ keys (give --curve-secret and --server-key)";
     default:
       return "";
   }

@@ -84,7 +84,8 @@ int main(int argc, char** argv) {
       t->set_count(tasks);
       t->set_size(size);
       t->set_seed(seed);
-      spec.set_name(fmt::format("{}-{}x{}", kernel, tasks, size));
+      spec.set_name(size_opt->count() > 0 ? fmt::format("{}-{}x{}", kernel, tasks, size)
+                                          : fmt::format("{}-{}", kernel, tasks));
       spec.set_max_attempts(opt.policy.max_attempts);
     }
     jobs::validate_job(spec, job_file.empty() ? "flags" : job_file);
