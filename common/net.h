@@ -20,6 +20,7 @@ std::string bind_endpoint(const std::string& spec, int default_port);
 // Applies the options every taskfarm socket uses: no linger beyond `linger_ms`, a maximum
 // message size, reconnect back-off (100 ms doubling up to kReconnectMaxMs) so a missing peer
 // never spins the CPU and a restarted one is found again within about a second.
+// TASKFARM_RECONNECT_MAX_MS overrides it, for bench/reconnect.sh's baseline only.
 inline constexpr int kReconnectMaxMs = 1000;
 void configure_socket(zmq::socket_t& socket, int64_t max_message_bytes, int linger_ms = 0);
 
