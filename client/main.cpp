@@ -12,6 +12,7 @@
 #include "client/job_client.h"
 #include "common/cli.h"
 #include "common/errors.h"
+#include "common/job_state.h"
 #include "common/net.h"
 #include "common/report.h"
 #include "common/signals.h"
@@ -21,16 +22,14 @@ namespace {
 
 using namespace taskfarm;
 
-bool finished(const v1::JobStatus& s) {
-  return s.state() == "done" || s.state() == "failed" || s.state() == "cancelled";
-}
+bool finished(const v1::JobStatus& s) { return job_state_final(s.state()); }
 
 std::string progress_line(const v1::JobStatus& s) {
   std::string eta = "-";
   if (s.tasks_per_s() > 0 && s.total() > s.done()) {
     eta = fmt::format("{:.1f} s", static_cast<double>(s.total() - s.done()) / s.tasks_per_s());
   }
-  return fmt::format("{} {} {}/{} tasks, {} failed, {:.1f} tasks/s, ETA {}", s.name(), s.state(),
+  return fmt::format("{} {} {}/{} tasks, {} failed, {:.1f} tasks/s, ETA {}", s.name(), job_state_name(s.state()),
                      s.done(), s.total(), s.failed(), s.tasks_per_s(), eta);
 }
 
@@ -60,7 +59,7 @@ int wait_for(client::JobClient& c, const std::string& job, const std::string& re
       const auto& s = reply.jobs(0);
       id = s.job_id();
       // A cancelled job's partial report follows the cancel by a few milliseconds.
-      if (s.state() == "cancelled" && !s.has_report() && ++report_polls < 10) {
+      if (s.state() == v1::JOB_CANCELLED && !s.has_report() && ++report_polls < 10) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
         if (stop_requested()) return stopped_waiting(id, tty && !quiet);
         continue;
@@ -76,8 +75,10 @@ int wait_for(client::JobClient& c, const std::string& job, const std::string& re
           fmt::print("{}\n", progress_line(s));
         }
         std::fflush(stdout);
-        if (s.state() == "done") return kExitOk;
-        if (s.state() == "cancelled") fmt::print(stderr, "taskfarm: job {} was cancelled\n", id);
+        if (!s.error().empty()) fmt::print(stderr, "taskfarm: job {} failed: {}\n", id, s.error());
+        if (s.state() == v1::JOB_DONE) return kExitOk;
+        if (s.state() == v1::JOB_CANCELLED) fmt::print(stderr, "taskfarm: job {} was cancelled\n", id);
+        if (s.state() == v1::JOB_INTERRUPTED) return kExitInterrupted;
         return kExitTasksFailed;
       }
       const auto now = std::chrono::steady_clock::now();
@@ -104,7 +105,8 @@ struct StatusFilter {
   std::vector<std::string> states;
   std::string name;  // shell pattern
   bool matches(const v1::JobStatus& s) const {
-    if (!states.empty() && std::find(states.begin(), states.end(), s.state()) == states.end()) {
+    if (!states.empty() && std::find(states.begin(), states.end(), job_state_name(s.state())) ==
+                               states.end()) {
       return false;
     }
     return name.empty() || fnmatch(name.c_str(), s.name().c_str(), 0) == 0;
@@ -130,7 +132,8 @@ int print_status(client::JobClient& c, const std::string& job, const StatusFilte
   fmt::print("{:<16}  {:<20} {:<9} {:>19} {:>12} {:>9}\n", "JOB", "NAME", "STATE", "DONE/TOTAL",
              "TASKS/S", "AGE");
   for (const auto& s : shown.jobs()) {
-    fmt::print("{:<16}  {:<20} {:<9} {:>19} {:>12.1f} {:>8.1f}s\n", s.job_id(), s.name(), s.state(),
+    fmt::print("{:<16}  {:<20} {:<9} {:>19} {:>12.1f} {:>8.1f}s\n", s.job_id(), s.name(),
+               job_state_name(s.state()),
                fmt::format("{}/{}", s.done(), s.total()), s.tasks_per_s(), s.age_s());
   }
   return kExitOk;
@@ -200,8 +203,9 @@ int main(int argc, char** argv) {
   auto* status = app.add_subcommand("status", "list jobs (newest first), or show one");
   status->add_option("JOB", job, "job id or name");
   status->add_option("--state", filter.states,
-                     "only jobs in this state: queued, running, done, failed, cancelled (repeatable)")
-      ->check(CLI::IsMember({"queued", "running", "done", "failed", "cancelled"}));
+                     "only jobs in this state: queued, running, done, failed, cancelled, "
+                     "interrupted (repeatable)")
+      ->check(CLI::IsMember({"queued", "running", "done", "failed", "cancelled", "interrupted"}));
   status->add_option("--name", filter.name, "only jobs whose name matches this shell pattern");
   status->add_flag("--json", json, "print JSON (numbers as numbers)");
   auto* wait_cmd = app.add_subcommand("wait", "wait for a job and print its report");

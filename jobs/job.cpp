@@ -37,11 +37,11 @@ v1::JobSpec load_job_file(const std::string& path) {
   return parse_job_json(text.str(), path, base.substr(0, base.rfind(".json")));
 }
 
-void validate_job(v1::JobSpec& job, const std::string& where) {
+void validate_job(v1::JobSpec& job, const std::string& where, const JobLimits& limits) {
   if (job.tasks_size() == 0) throw SetupError(fmt::format("{}: job has no tasks", where));
-  if (job.max_attempts() == 0) job.set_max_attempts(kDefaultMaxAttempts);
-  if (job.max_attempts() > 100) {
-    throw SetupError(fmt::format("{}: max_attempts {} is above 100", where, job.max_attempts()));
+  if (job.max_attempts() > kMaxMaxAttempts) {
+    throw SetupError(fmt::format("{}: max_attempts {} is above {}", where, job.max_attempts(),
+                                 kMaxMaxAttempts));
   }
   const auto& registry = kernels::KernelRegistry::instance();
   uint64_t total = 0;
@@ -49,8 +49,15 @@ void validate_job(v1::JobSpec& job, const std::string& where) {
     const auto& t = job.tasks(i);
     const std::string entry = fmt::format("{}: task entry {} ({})", where, i + 1, t.kernel());
     if (t.count() == 0) throw SetupError(fmt::format("{}: count is 0", entry));
-    if (t.count() > kMaxTasksPerJob - total) {
-      throw SetupError(fmt::format("{}: job has more than {} tasks", entry, kMaxTasksPerJob));
+    if (t.count() > limits.max_tasks - total) {
+      throw SetupError(fmt::format("{}: job has more than {} tasks (the limit: --max-tasks)",
+                                   entry, limits.max_tasks));
+    }
+    if (static_cast<int64_t>(t.payload().size()) > limits.max_task_bytes) {
+      throw SetupError(fmt::format(
+          "{}: a payload of {:.1f} MiB cannot fit in a task message (limit {:.1f} MiB)", entry,
+          static_cast<double>(t.payload().size()) / (1 << 20),
+          static_cast<double>(limits.max_task_bytes) / (1 << 20)));
     }
     total += t.count();
     kernels::TaskInput in;

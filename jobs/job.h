@@ -11,8 +11,14 @@
 
 namespace taskfarm::jobs {
 
-inline constexpr uint32_t kDefaultMaxAttempts = 3;
 inline constexpr uint64_t kMaxTasksPerJob = UINT32_MAX;
+
+// What one job may hold (flags of the ventilator; the defaults are the protocol's limits).
+struct JobLimits {
+  uint64_t max_tasks = kMaxTasksPerJob;
+  // A task with its inline payload must fit in one message to a worker.
+  int64_t max_task_bytes = kDefaultMaxMessageBytes - kEnvelopeOverheadBytes;
+};
 
 // Returns: the job in `path`. Throws: SetupError (missing file, malformed JSON, unknown field,
 // invalid job) with a one-line message naming the file and the problem.
@@ -24,8 +30,10 @@ v1::JobSpec parse_job_json(const std::string& json, const std::string& where = "
                            const std::string& default_name = "");
 
 // Checks every entry (known kernel, sizes within limits and given where the kernel needs one,
-// payload format, counts) and fills defaults (name, max_attempts). Throws: SetupError naming the entry and the problem.
-void validate_job(v1::JobSpec& job, const std::string& where = "job");
+// payload format, counts, room in a message) and names the job after its first kernel when it
+// has no name. max_attempts 0 stays 0: the ventilator's --max-attempts applies.
+// Throws: SetupError naming the entry and problem.
+void validate_job(v1::JobSpec& job, const std::string& where = "job", const JobLimits& limits = {});
 
 class Job {
  public:

@@ -6,6 +6,7 @@
 
 #include <new>
 
+#include "common/text.h"
 #include "kernels/cpu_kernels.h"
 #include "kernels/kernel.h"
 
@@ -62,22 +63,6 @@ const KernelSpec* find_spec(std::string_view name) {
     if (spec.def.name == name) return &spec;
   }
   return nullptr;
-}
-
-// The name as it may be quoted in a one-line message: printable ASCII, at most 64 characters.
-std::string printable(std::string_view name) {
-  constexpr size_t kMaxShown = 64;
-  std::string out;
-  for (size_t i = 0; i < name.size() && i < kMaxShown; ++i) {
-    const auto c = static_cast<unsigned char>(name[i]);
-    if (c >= 0x20 && c < 0x7F && c != '\\') {
-      out += static_cast<char>(c);
-    } else {
-      out += fmt::format("\\x{:02x}", c);
-    }
-  }
-  if (name.size() > kMaxShown) out += "...";
-  return out;
 }
 
 std::optional<std::string> check_payload(const KernelSpec& spec, const TaskInput& in) {
