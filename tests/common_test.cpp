@@ -142,11 +142,12 @@ TEST(Report, JsonWithNumbersWritesSixtyFourBitIntegersAsNumbers) {
   auto* s = reply.add_jobs();
   s->set_job_id("00000000000000ff");
   s->set_name("quote\" back\\slash\nline\x01");
-  s->set_state("running");
+  s->set_state(v1::JOB_RUNNING);
   s->set_done(64);
   s->set_total(uint64_t{1} << 40);
   s->set_tasks_per_s(12.5);
   const std::string json = json_with_numbers(reply);
+  EXPECT_NE(json.find(R"("state":"JOB_RUNNING")"), std::string::npos) << "enums by name: " << json;
   EXPECT_NE(json.find(R"("done":64,)"), std::string::npos) << json;
   EXPECT_NE(json.find(R"("total":1099511627776,)"), std::string::npos) << json;
   EXPECT_NE(json.find(R"("failed":0,)"), std::string::npos) << "defaults are written: " << json;

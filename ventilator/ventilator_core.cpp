@@ -2,6 +2,8 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
+
 #include "common/errors.h"
 #include "common/log.h"
 #include "common/net.h"
@@ -20,7 +22,7 @@ VentilatorCore::VentilatorCore(CoreOptions options, const Clock& clock, Ventilat
 // ------------------------------------------------------------------ jobs
 
 JobRecord& VentilatorCore::add_job(v1::JobSpec spec, const std::string& where) {
-  validate_job(spec, where, opt_.job_limits);
+  jobs::validate_job(spec, where, opt_.job_limits);
   return jobs_.add(std::move(spec), opt_.policy.max_attempts);
 }
 
@@ -111,7 +113,7 @@ bool VentilatorCore::on_worker_message(const std::string& worker, const v1::Enve
 
 bool VentilatorCore::send_tasks(const Assignment& a, int64_t sent_ns) {
   batch_scratch_.Clear();  // keeps the Task objects for reuse
-  const Job* job = nullptr;
+  const jobs::Job* job = nullptr;
   uint64_t job_id = 0;
   for (const auto& t : a.tasks) {
     if (!job || t.job_id != job_id) job = jobs_.get(job_id = t.job_id)->job.get();
@@ -178,7 +180,12 @@ void VentilatorCore::on_sink_message(const v1::Envelope& env) {
     case v1::Envelope::kBatchEnd: {
       const auto& be = env.batch_end();
       JobRecord* job = jobs_.get(be.job_id());
-      if (!job || job->finished()) break;
+      if (!job) break;
+      if (job->finished()) {
+        // A cancelled or interrupted job's partial report, for `taskfarm wait` and `status`.
+        if (!job->report && be.has_report()) job->report = be.report();
+        break;
+      }
       job->stop_workers = be.stop_workers();
       job->failed = be.tasks_failed();
       if (be.has_report()) job->report = be.report();
@@ -254,6 +261,10 @@ v1::JobStatus VentilatorCore::status_of(const JobRecord& job) const {
   if (job.finished()) {
     st.set_done(job.done);
     st.set_failed(job.failed);
+    if (job.started_ns > 0 && job.finished_ns > job.started_ns) {  // the rate it ran at
+      st.set_tasks_per_s(static_cast<double>(job.done) /
+                         (static_cast<double>(job.finished_ns - job.started_ns) * 1e-9));
+    }
     if (job.report) {
       *st.mutable_report() = *job.report;
       st.set_done(job.report->tasks_ok() + job.report->tasks_failed());
@@ -268,6 +279,26 @@ v1::JobStatus VentilatorCore::status_of(const JobRecord& job) const {
     }
   }
   return st;
+}
+
+void VentilatorCore::fill_workers_reply(v1::WorkersReply& reply) {
+  for (const auto& w : dispatcher_.worker_table()) {
+    auto* s = reply.add_workers();
+    s->set_id(w.info.id());
+    s->set_host(w.info.host());
+    s->set_device(w.info.device());
+    s->set_slots(w.info.slots());
+    s->set_held(static_cast<uint32_t>(w.held));
+    s->set_busy(static_cast<uint32_t>(std::min<uint64_t>(w.held, w.info.slots())));
+    s->set_idle_s(w.idle_s);
+    s->set_leaving(w.leaving);
+    for (const auto& [job_id, n] : w.held_by_job) {
+      auto* j = s->add_jobs();
+      j->set_job_id(job_hex(job_id));
+      if (const JobRecord* job = jobs_.get(job_id)) j->set_name(job->name);
+      j->set_tasks(static_cast<uint32_t>(n));
+    }
+  }
 }
 
 v1::Envelope VentilatorCore::on_request(const v1::Envelope& env) {
@@ -314,6 +345,7 @@ v1::Envelope VentilatorCore::on_request(const v1::Envelope& env) {
       }
       break;
     }
+    case v1::Envelope::kWorkers: fill_workers_reply(*reply.mutable_workers_reply()); break;
     case v1::Envelope::kServiceInfoRequest: {
       auto* r = reply.mutable_service_info();
       r->set_protocol_version(kProtocolVersion);
