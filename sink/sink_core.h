@@ -30,7 +30,9 @@ class SinkCore {
 
   // Handles one frame of the results socket (`more`: it is part of a multipart message).
   // Never throws: a frame it cannot use is counted as rejected and dropped.
-  void on_frame(const void* data, size_t size, bool more);
+  // `peer` names the sender for the log when the frame is rejected (may be empty).
+  void on_frame(const void* data, size_t size, bool more,
+                const std::function<std::string()>& peer = {});
 
   // Publishes the acknowledgements gathered since the last call (one message per job).
   void flush_acks();
@@ -41,6 +43,9 @@ class SinkCore {
 
   // Logs progress of the active jobs (at most every 5 s).
   void progress();
+
+  // Publishes the sink's totals for the ventilator's /metrics (issue 16), twice a second.
+  void publish_stats();
 
   // Stops: in one-shot mode the active batch gets a partial report (state "interrupted"),
   // which is also published so that the ventilator and the workers end it too.

@@ -220,8 +220,8 @@ TEST(Farm, VentilatorWithoutWorkersSaysWhereTheyConnectAndGoesOnWhenOneDoes) {
   Farm farm;
   auto sink = farm.sink();
   auto vent = farm.ventilator({"--kernel", "noop", "--tasks", "20"});
-  EXPECT_TRUE(vent.wait_for_log("waiting for workers: none connected", 10s)) << vent.err();
-  EXPECT_NE(vent.err().find("task endpoint is " + farm.tasks_endpoint()), std::string::npos)
+  EXPECT_TRUE(vent.wait_for_log("waits: no worker connected", 10s)) << vent.err();
+  EXPECT_NE(vent.err().find("workers connect to " + farm.tasks_endpoint()), std::string::npos)
       << vent.err();
   auto w = farm.worker("late");
   EXPECT_EXIT_CODE(vent, 0, kBatchTimeout);

@@ -104,7 +104,8 @@ TEST(Service, BadSubmissionsAreOneLineErrorsAndDoNotDisturbRunningJobs) {
       "run.json", R"({"name": "run", "tasks": [{"kernel": "sleep", "count": 200, "size": 5000}]})"));
   const std::pair<std::string, std::string> bad[] = {
       {"{ not json", "invalid job"},
-      {R"({"tasks": [{"kernel": "fft", "count": 1}]})", "unknown kernel 'fft'"},
+      {R"({"tasks": [{"kernel": "f f t", "count": 1}]})", "'f f t' is not a kernel name"},
+      {R"({"tasks": [{"kernel": "sgemm", "count": 1, "size": 99999}]})", "99999"},
       {R"({"tasks": [{"kernel": "noop", "count": -3}]})", "invalid job"},
       {R"({"tasks": []})", "no tasks"},
       {R"({"tasks": [{"kernel": "noop", "count": 1}], "colour": 1})", "colour"},
@@ -179,11 +180,11 @@ bool wait_for_output(const Process& p, const std::string& text, std::chrono::mil
 }
 
 constexpr const char* kSlowJob =
-    R"({"name": "slow", "tasks": [{"kernel": "sleep", "count": 60, "size": 100000}]})";
+    R"({"name": "slow", "tasks": [{"kernel": "sleep", "count": 80, "size": 100000}]})";
 
 TEST(Service, WaitingClientsStopOnSigintAndSigtermWhileTheJobKeepsRunning) {
   Farm farm;
-  Service svc(farm);  // 2 workers x 2 threads: the job takes about 1.5 s
+  Service svc(farm, 1);  // 1 worker x 2 threads: the job takes about 4 s
   auto submit = svc.start_client({"submit", farm.write("slow.json", kSlowJob), "--wait"}, "submit");
   ASSERT_TRUE(wait_for_output(submit, "submitted ", 10s)) << submit.err();
   std::string id = submit.out().substr(submit.out().find("submitted ") + 10, 16);
@@ -203,7 +204,7 @@ TEST(Service, WaitingClientsStopOnSigintAndSigtermWhileTheJobKeepsRunning) {
   EXPECT_NE(st.jobs(0).state(), v1::JOB_CANCELLED) << "the job is not cancelled by a client leaving";
   auto done = svc.client({"wait", id, "-q", "--report", farm.path("slow.report.json")}, "wait-end");
   EXPECT_EQ(done.wait_for(0s), std::optional<int>(0)) << done.err();
-  EXPECT_EQ(read_report(farm.path("slow.report.json")).tasks_ok(), 60u);
+  EXPECT_EQ(read_report(farm.path("slow.report.json")).tasks_ok(), 80u);
 }
 
 TEST(Service, StatusListsNewestFirstFiltersAndPrintsNumbers) {
