@@ -171,7 +171,7 @@ void validate_job(v1::JobSpec& job, const std::string& where, const JobLimits& l
     }
     // A missing size is 0 in JSON: never run a size-0 batch silently.
     const kernels::KernelDef* def = registry.find(t.kernel());
-    if (def->size_required && t.size() == 0 && t.payload().empty()) {
+    if (def->job_needs_size && t.size() == 0 && t.payload().empty()) {
       throw SetupError(fmt::format("{}: needs a size ({}) of at least 1", entry, def->size_meaning));
     }
   }

@@ -105,7 +105,7 @@ int main(int argc, char** argv) {
       if (kernel.empty()) throw SetupError("give --job FILE, --kernel K --tasks N, or --serve");
       if (tasks == 0) throw SetupError("--tasks must be at least 1");
       const auto* def = kernels::KernelRegistry::instance().find(kernel);
-      if (def && def->size_required && size_opt->count() == 0) {
+      if (def && def->job_needs_size && size_opt->count() == 0) {
         throw SetupError(fmt::format("--kernel {} needs --size ({})", kernel, def->size_meaning));
       }
       auto* t = spec.add_tasks();
