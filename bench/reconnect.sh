@@ -46,7 +46,7 @@ one_run() {
   # Started directly (not through `launch`): kill -9 must reach the sink itself.
   "$BIN/taskfarm-sink" "${sink_args[@]}" &
   local sink=$!
-  "$BIN/taskfarm-ventilator" --serve --bind "$tasks" --submit "$submit" \
+  "$BIN/taskfarm-ventilator" --serve --http off --bind "$tasks" --submit "$submit" \
     --sink-results "$results" --sink-control "$control" --log-level warn &
   local vent=$!
   "$BIN/taskfarm-worker" --ventilator "$tasks" --sink-results "$results" \

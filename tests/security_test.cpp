@@ -112,7 +112,7 @@ TEST(Security, RefusedClientsAndWorkersSayWhy) {
   Keys keys(farm);
   const std::string submit = "ipc://" + farm.path("submit");
   auto sink = farm.sink(keys.server() + std::vector<std::string>{"--serve"});
-  auto vent = farm.ventilator(std::vector<std::string>{"--serve", "--submit", submit} +
+  auto vent = farm.ventilator(std::vector<std::string>{"--serve", "--submit", submit, "--http", "off"} +
                               keys.server() +
                               std::vector<std::string>{"--server-key", keys.dir + "/head.pub"});
   ASSERT_TRUE(vent.wait_for_log("serving jobs", 10s)) << vent.err();

@@ -190,7 +190,7 @@ void VentilatorCore::on_sink_message(const v1::Envelope& env) {
       JobRecord* job = jobs_.get(be.job_id());
       if (!job) break;
       if (job->finished()) {
-        // A cancelled or interrupted job's partial report, for `taskfarm wait` and `status`.
+        // A job ended early here (cancelled): the sink's partial report completes its status.
         if (!job->report && be.has_report()) job->report = be.report();
         break;
       }
