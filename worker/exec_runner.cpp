@@ -252,8 +252,9 @@ ExecResult spawn_failed(std::string error, Clock::time_point start) {
   return result;
 }
 
-ExecResult run_impl(const ExecRequest& req, const std::atomic<bool>* cancel,
-                    const std::atomic<int>* stop) {
+// `Flag`: std::atomic<bool> or std::atomic<int> (the worker's per-task cancel flag).
+template <typename Flag>
+ExecResult run_impl(const ExecRequest& req, const Flag* cancel, const std::atomic<int>* stop) {
   const auto start = Clock::now();
   const auto stop_level = [&] { return stop ? stop->load(std::memory_order_relaxed) : 0; };
   if (stop_level() > 0 || (cancel && cancel->load())) {
@@ -578,6 +579,10 @@ const char* to_string(ExecResult::Status status) {
 }
 
 ExecResult ExecRunner::run(const ExecRequest& request, const std::atomic<bool>* cancel) const {
+  return run_impl(request, cancel, &stop_);
+}
+
+ExecResult ExecRunner::run(const ExecRequest& request, const std::atomic<int>* cancel) const {
   return run_impl(request, cancel, &stop_);
 }
 

@@ -85,6 +85,8 @@ class ExecRunner {
   // Throws: std::runtime_error for a failure on the worker's side (no pipe, no memory, fork
   // refused for lack of processes); the command's group is killed and reaped first.
   ExecResult run(const ExecRequest& request, const std::atomic<bool>* cancel = nullptr) const;
+  // The same with the worker's per-task flag (non-zero: cancelled).
+  ExecResult run(const ExecRequest& request, const std::atomic<int>* cancel) const;
 
   // Every running and later run() ends as kCancelled ("cancelled: the worker is stopping"),
   // within 50 ms; `now` skips the grace (SIGKILL at once). Async-signal-safe.

@@ -149,6 +149,7 @@ sed -i -e "s/^TASKFARM_TASKS_PORT=.*/TASKFARM_TASKS_PORT=$port/" \
        -e "s/^TASKFARM_RESULTS_PORT=.*/TASKFARM_RESULTS_PORT=$((port + 1))/" \
        -e "s/^TASKFARM_CONTROL_PORT=.*/TASKFARM_CONTROL_PORT=$((port + 2))/" \
        -e "s/^TASKFARM_SUBMIT_PORT=.*/TASKFARM_SUBMIT_PORT=$((port + 3))/" \
+       -e "s/^TASKFARM_RESULTS_SERVICE_PORT=.*/TASKFARM_RESULTS_SERVICE_PORT=$((port + 4))/" \
        -e 's/^TASKFARM_VENTILATOR_ARGS=.*/TASKFARM_VENTILATOR_ARGS="--http 0"/' "$conf"
 
 unit_value() { sed -n "s/^$2=//p" "$units/$1"; }
