@@ -42,7 +42,7 @@ one_run() {
   local tasks=tcp://127.0.0.1:$PORT_BASE results=tcp://127.0.0.1:$((PORT_BASE + 1))
   local control=tcp://127.0.0.1:$((PORT_BASE + 2)) submit=tcp://127.0.0.1:$((PORT_BASE + 3))
   local sink_args=(--serve --bind "$results" --control "$control" --results-dir "$BENCH_TMP/results"
-                   --log-level warn)
+                   --results-service off --log-level warn)
   # Started directly (not through `launch`): kill -9 must reach the sink itself.
   "$BIN/taskfarm-sink" "${sink_args[@]}" &
   local sink=$!

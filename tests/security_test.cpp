@@ -111,7 +111,9 @@ TEST(Security, RefusedClientsAndWorkersSayWhy) {
   Farm farm;
   Keys keys(farm);
   const std::string submit = "ipc://" + farm.path("submit");
-  auto sink = farm.sink(keys.server() + std::vector<std::string>{"--serve"});
+  // No TCP ports: tests run side by side.
+  auto sink = farm.sink(keys.server() +
+                        std::vector<std::string>{"--serve", "--results-service", "off"});
   auto vent = farm.ventilator(std::vector<std::string>{"--serve", "--submit", submit, "--http", "off"} +
                               keys.server() +
                               std::vector<std::string>{"--server-key", keys.dir + "/head.pub"});
