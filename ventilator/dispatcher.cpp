@@ -21,8 +21,13 @@ constexpr int64_t kReplanNs = 20'000'000;
 // A worker takes a task it would finish up to this much after the plan's end (estimates err).
 constexpr double kPlanSlack = 1.10;
 constexpr double kPlanSlackMs = 0.5;
-// A backup copy goes to a worker that would finish the task this much sooner than its holder.
-constexpr double kBackupGain = 1.5;
+// A backup copy goes to a worker that would finish the task this much sooner than its holder
+// (twice as fast and 2 ms sooner), or when its holder is overdue (three times its estimate
+// and 10 ms late: scheduling noise on a busy machine is not a straggler).
+constexpr double kBackupGain = 2.0;
+constexpr double kBackupSlackMs = 2.0;
+constexpr double kOverdueFactor = 3.0;
+constexpr double kOverdueSlackMs = 10.0;
 constexpr int64_t kBackupScanNs = 10'000'000;  // at most one scan per idle worker this often
 
 uint64_t count_in(const RangeSet& set, uint64_t first, uint64_t end) {
@@ -382,6 +387,28 @@ std::vector<GiveUp> Dispatcher::on_unreachable(const std::string& worker) {
             it->second.held);
   ++workers_lost_;
   return drop_worker(worker, "connection closed");
+}
+
+std::vector<Dispatcher::WorkerView> Dispatcher::worker_table() const {
+  std::vector<WorkerView> out;
+  std::unordered_map<uint32_t, size_t> by_slot;
+  const int64_t now = clock_.steady_ns();
+  for (const auto& [id, w] : workers_) {
+    by_slot[w.slot] = out.size();
+    WorkerView v;
+    v.info = w.info;
+    v.held = w.held;
+    v.idle_s = static_cast<double>(now - w.last_seen_ns) * 1e-9;
+    v.leaving = w.leaving;
+    out.push_back(std::move(v));
+  }
+  for (const auto& [job_id, job] : jobs_) {
+    for (const auto& [task_id, e] : job.open) {
+      if (e.state != State::kAssigned) continue;
+      if (auto it = by_slot.find(e.slot); it != by_slot.end()) ++out[it->second].held_by_job[job_id];
+    }
+  }
+  return out;
 }
 
 std::vector<Dispatcher::WorkerSummary> Dispatcher::worker_summaries() const {
@@ -767,8 +794,8 @@ bool Dispatcher::assign_backup(Worker& w, const std::string& id, int64_t now,
       // It would finish sooner here, by a margin: the holder's remaining time against ours;
       // or the holder is overdue (twice its estimate): something is wrong over there.
       const double elapsed = static_cast<double>(now - e.since_ns) * 1e-6;
-      const bool slower = theirs - elapsed > mine * kBackupGain + kPlanSlackMs;
-      const bool overdue = elapsed > 2 * theirs + mine + kPlanSlackMs;
+      const bool slower = theirs - elapsed > mine * kBackupGain + kBackupSlackMs;
+      const bool overdue = elapsed > kOverdueFactor * theirs + mine + kOverdueSlackMs;
       if (!slower && !overdue) continue;
       best_job = &job;
       best_task = tid;

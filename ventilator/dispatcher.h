@@ -156,6 +156,18 @@ class Dispatcher {
   // Returns: the worker's estimate of one task of `kernel` at `size`, in ms (0: none yet).
   double estimate_ms(const std::string& worker, const std::string& kernel, int64_t size) const;
 
+  // One registered worker as `taskfarm workers` shows it.
+  struct WorkerView {
+    v1::WorkerInfo info;
+    uint64_t held = 0;                          // tasks leased to it, running or queued there
+    std::map<uint64_t, uint64_t> held_by_job;   // job id -> tasks of that job it holds
+    double idle_s = 0;                          // since it was last heard from
+    bool leaving = false;
+  };
+  // Returns: every registered worker, in routing-id order. Scans the open leases: O(tasks in
+  // flight), for occasional requests only.
+  std::vector<WorkerView> worker_table() const;
+
   // ---- sink
   // Closes the leases of finished tasks and re-issues those the sink asks to retry.
   // Returns: tasks given up because a retry was asked for after their last attempt (a sink

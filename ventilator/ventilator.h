@@ -13,7 +13,7 @@
 #include "common/protocol.h"
 #include "common/security.h"
 #include "ventilator/dispatcher.h"
-#include "ventilator/job.h"
+#include "jobs/job.h"
 #include "ventilator/job_table.h"
 #include "web/http_service.h"
 
@@ -25,7 +25,7 @@ struct VentilatorOptions {
   std::string sink_results = "tcp://localhost:5558";  // PUSH: batch start, give-ups, cancels
   std::string sink_control = "tcp://localhost:5559";  // SUB: acks, batch end
   DispatchPolicy policy;
-  JobLimits job_limits;
+  jobs::JobLimits job_limits;
   TableLimits table_limits;
   int64_t max_job_bytes = kDefaultMaxJobBytes;  // largest submission (--max-job-mb)
   int64_t heartbeat_ms = 500;

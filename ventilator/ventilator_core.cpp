@@ -2,6 +2,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <map>
 
 #include "common/errors.h"
@@ -22,10 +23,10 @@ VentilatorCore::VentilatorCore(CoreOptions options, const Clock& clock, Ventilat
 // ------------------------------------------------------------------ jobs
 
 JobRecord& VentilatorCore::add_job(v1::JobSpec spec, const std::string& where) {
-  validate_job(spec, where, opt_.job_limits);
+  jobs::validate_job(spec, where, opt_.job_limits);
   if (!opt_.exec_jobs_allowed) {
     for (const auto& t : spec.tasks()) {
-      if (t.kernel() == kExecKernel) {
+      if (t.kernel() == jobs::kExecKernel) {
         throw SetupError("exec jobs need CurveZMQ keys on a job service that is not on loopback "
                          "(taskfarm-ventilator --curve-secret ..., or --submit 127.0.0.1:5560)");
       }
@@ -150,7 +151,7 @@ void VentilatorCore::send_cancels() {
 
 bool VentilatorCore::send_tasks(const Assignment& a, int64_t sent_ns) {
   batch_scratch_.Clear();  // keeps the Task objects for reuse
-  const Job* job = nullptr;
+  const jobs::Job* job = nullptr;
   uint64_t job_id = 0;
   for (const auto& t : a.tasks) {
     if (!job || t.job_id != job_id) job = jobs_.get(job_id = t.job_id)->job.get();
@@ -333,6 +334,10 @@ v1::JobStatus VentilatorCore::status_of(const JobRecord& job) const {
   if (job.finished()) {
     st.set_done(job.done);
     st.set_failed(job.failed);
+    if (job.started_ns > 0 && job.finished_ns > job.started_ns) {  // the rate it ran at
+      st.set_tasks_per_s(static_cast<double>(job.done) /
+                         (static_cast<double>(job.finished_ns - job.started_ns) * 1e-9));
+    }
     if (job.report) {
       *st.mutable_report() = *job.report;
       st.set_done(job.report->tasks_ok() + job.report->tasks_failed());
@@ -347,6 +352,26 @@ v1::JobStatus VentilatorCore::status_of(const JobRecord& job) const {
     }
   }
   return st;
+}
+
+void VentilatorCore::fill_workers_reply(v1::WorkersReply& reply) {
+  for (const auto& w : dispatcher_.worker_table()) {
+    auto* s = reply.add_workers();
+    s->set_id(w.info.id());
+    s->set_host(w.info.host());
+    s->set_device(w.info.device());
+    s->set_slots(w.info.slots());
+    s->set_held(static_cast<uint32_t>(w.held));
+    s->set_busy(static_cast<uint32_t>(std::min<uint64_t>(w.held, w.info.slots())));
+    s->set_idle_s(w.idle_s);
+    s->set_leaving(w.leaving);
+    for (const auto& [job_id, n] : w.held_by_job) {
+      auto* j = s->add_jobs();
+      j->set_job_id(job_hex(job_id));
+      if (const JobRecord* job = jobs_.get(job_id)) j->set_name(job->name);
+      j->set_tasks(static_cast<uint32_t>(n));
+    }
+  }
 }
 
 v1::Envelope VentilatorCore::on_request(const v1::Envelope& env) {
@@ -393,6 +418,7 @@ v1::Envelope VentilatorCore::on_request(const v1::Envelope& env) {
       }
       break;
     }
+    case v1::Envelope::kWorkers: fill_workers_reply(*reply.mutable_workers_reply()); break;
     case v1::Envelope::kServiceInfoRequest: {
       auto* r = reply.mutable_service_info();
       r->set_protocol_version(kProtocolVersion);

@@ -11,7 +11,7 @@
 #include "common/clock.h"
 #include "common/protocol.h"
 #include "ventilator/dispatcher.h"
-#include "ventilator/job.h"
+#include "jobs/job.h"
 #include "ventilator/job_table.h"
 
 namespace taskfarm::ventilator {
@@ -29,7 +29,7 @@ class VentilatorOutbox {
 
 struct CoreOptions {
   DispatchPolicy policy;
-  JobLimits job_limits;
+  jobs::JobLimits job_limits;
   TableLimits table_limits;
   int64_t max_job_bytes = kDefaultMaxJobBytes;
   int64_t heartbeat_ms = 500;
@@ -85,6 +85,8 @@ class VentilatorCore {
   bool send_tasks(const Assignment& a, int64_t sent_ns);
   void heartbeat_workers();
   void finish_acked_jobs(int64_t now);
+  // `taskfarm workers`: the dispatcher's workers and the jobs of the tasks they hold.
+  void fill_workers_reply(v1::WorkersReply& reply);
   void log_waiting(int64_t now);
 
   CoreOptions opt_;

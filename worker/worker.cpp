@@ -86,6 +86,10 @@ struct Worker::Impl {
   zmq::socket_t vent{ctx, zmq::socket_type::dealer};
   zmq::socket_t results{ctx, zmq::socket_type::push};
   zmq::socket_t control{ctx, zmq::socket_type::sub};
+  // CurveZMQ refusals, logged with their reason instead of a silent wait (after the sockets).
+  HandshakeWatch vent_handshakes{ctx, vent, curve.enabled()};
+  HandshakeWatch sink_handshakes{ctx, results, curve.enabled()};
+  int64_t next_handshake_log_ns = 0;
   RejectCounter rejects{"worker"};
 
   // Flow control: held = tasks received and not yet reported; outstanding = credit granted
@@ -249,12 +253,22 @@ struct Worker::Impl {
       const int64_t now = clock.steady_ns();
       if (waiting_since_ns == 0) waiting_since_ns = now;
       if (now - waiting_since_ns >= ms_to_ns(10000) && now >= next_waiting_log_ns) {
-        // libzmq reconnects with back-off (100 ms growing to 5 s); say so now and then.
+        // libzmq reconnects with back-off (100 ms growing to 1 s); say so now and then.
         log::info("waiting for the ventilator at {} ({:.0f} s so far)", opt.ventilator,
                   static_cast<double>(now - waiting_since_ns) * 1e-9);
         next_waiting_log_ns = now + ms_to_ns(30000);
       }
     }
+  }
+
+  // Logs why a server refuses the handshake, at once and then every 30 s while it lasts.
+  void check_handshakes(int64_t now) {
+    const std::string& vent_why = vent_handshakes.failure();
+    const std::string& sink_why = sink_handshakes.failure();
+    if ((vent_why.empty() && sink_why.empty()) || now < next_handshake_log_ns) return;
+    if (!vent_why.empty()) log::warn("cannot register with the ventilator at {}: {}", opt.ventilator, vent_why);
+    if (!sink_why.empty()) log::warn("cannot send results to the sink at {}: {}", opt.sink_results, sink_why);
+    next_handshake_log_ns = now + ms_to_ns(30000);
   }
 
   void grant_credit() {
@@ -481,6 +495,7 @@ struct Worker::Impl {
     hello();
     while (!kill && !stop_requested()) {
       const int64_t now = clock.steady_ns();
+      check_handshakes(now);
       if (!registered && now >= next_hello_ns) hello();
       if (registered && now - last_heard_ns > ms_to_ns(opt.peer_timeout_ms)) {
         log::warn("no word from the ventilator for {:.1f} s; registering again",
