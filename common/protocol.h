@@ -27,6 +27,9 @@ inline constexpr std::string_view kTopicCtl = "ctl";  // to everyone: BatchEnd, 
 
 // Largest frame any socket accepts (ZMQ_MAXMSGSIZE): bigger frames drop the connection.
 inline constexpr int64_t kDefaultMaxMessageBytes = int64_t{256} << 20;
+// Largest job a submission carries: the submission socket's message limit and the cap on job
+// files (base64 payloads take 4/3 of their bytes in the file, so a file's job fits a message).
+inline constexpr int64_t kMaxSubmitMessageBytes = int64_t{64} << 20;
 
 // Returns: `body` serialized into a new message, with the version stamped.
 zmq::message_t encode(v1::Envelope& envelope);

@@ -3,6 +3,7 @@
 
 #include <new>
 
+#include "common/text.h"
 #include "kernels/cpu_kernels.h"
 #include "kernels/kernel.h"
 
@@ -59,22 +60,6 @@ const KernelSpec* find_spec(std::string_view name) {
     if (spec.def.name == name) return &spec;
   }
   return nullptr;
-}
-
-// The name as it may be quoted in a one-line message: printable ASCII, at most 64 characters.
-std::string printable(std::string_view name) {
-  constexpr size_t kMaxShown = 64;
-  std::string out;
-  for (size_t i = 0; i < name.size() && i < kMaxShown; ++i) {
-    const auto c = static_cast<unsigned char>(name[i]);
-    if (c >= 0x20 && c < 0x7F && c != '\\') {
-      out += static_cast<char>(c);
-    } else {
-      out += fmt::format("\\x{:02x}", c);
-    }
-  }
-  if (name.size() > kMaxShown) out += "...";
-  return out;
 }
 
 std::optional<std::string> check_payload(const KernelSpec& spec, const TaskInput& in) {
@@ -151,7 +136,7 @@ std::optional<std::string> KernelRegistry::validate(std::string_view kernel,
                                                     const TaskInput& in) const {
   const KernelSpec* spec = find_spec(kernel);
   if (spec == nullptr) {
-    return fmt::format("unknown kernel '{}' (known: {})", printable(kernel), names());
+    return fmt::format("unknown kernel '{}' (known: {})", printable(kernel, 64), names());
   }
   const KernelDef& def = spec->def;
   if (in.size < 0) return fmt::format("{}: negative size {}", def.name, in.size);

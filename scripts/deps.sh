@@ -3,7 +3,7 @@
 set -euo pipefail
 packages=(build-essential cmake ninja-build pkg-config libzmq3-dev cppzmq-dev libprotobuf-dev
           protobuf-compiler libfmt-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
-          python3-zmq python3-protobuf zlib1g-dev iproute2)
+          python3-zmq python3-protobuf zlib1g-dev iproute2 nlohmann-json3-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -12,18 +12,23 @@ namespace taskfarm::ventilator {
 
 inline constexpr uint32_t kDefaultMaxAttempts = 3;
 inline constexpr uint64_t kMaxTasksPerJob = UINT32_MAX;
+// Job names are shown in `taskfarm status` and logs: short, printable UTF-8.
+inline constexpr size_t kMaxJobNameBytes = 128;
 
-// Returns: the job in `path`. Throws: SetupError (missing file, malformed JSON, unknown field,
+// Returns: the job in `path` (at most kMaxSubmitMessageBytes). Throws: SetupError (missing,
+// non-regular or too large file, malformed JSON, duplicate key, quoted number, unknown field,
 // invalid job) with a one-line message naming the file and the problem.
 v1::JobSpec load_job_file(const std::string& path);
 
-// Returns: the job parsed from JSON text, named `default_name` when it has no name (or after
-// its first kernel when that is empty too). Throws: SetupError.
+// Returns: the job parsed from JSON text (strict: no duplicate keys, numbers as numbers; see
+// common/strict_json.h), named `default_name` when it has no name (or after its first kernel
+// when that is empty too). Throws: SetupError.
 v1::JobSpec parse_job_json(const std::string& json, const std::string& where = "job",
                            const std::string& default_name = "");
 
-// Checks every entry (known kernel, sizes within limits, payload format, counts) and fills
-// defaults (name, max_attempts). Throws: SetupError naming the entry and the problem.
+// Checks every entry (known kernel, sizes within limits, payload format, counts) and the name
+// (printable UTF-8, at most kMaxJobNameBytes), and fills defaults (name, max_attempts).
+// Throws: SetupError naming the entry and the problem.
 void validate_job(v1::JobSpec& job, const std::string& where = "job");
 
 class Job {
