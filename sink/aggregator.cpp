@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <iterator>
 
+#include "common/text.h"
+
 namespace taskfarm::sink {
 
 JobAggregator::JobAggregator(const v1::BatchStart& start)
@@ -150,7 +152,7 @@ std::string report_json(const v1::Report& report) {
 std::string report_table(const v1::Report& r) {
   std::string out;
   auto it = std::back_inserter(out);
-  fmt::format_to(it, "job {} ({})\n", r.job(), r.job_id());
+  fmt::format_to(it, "job {} ({})\n", printable(r.job()), r.job_id());
   fmt::format_to(it, "  tasks     {} total, {} ok, {} failed, {} retried, {} duplicates dropped\n", r.tasks_total(),
        r.tasks_ok(), r.tasks_failed(), r.retried(), r.duplicates_dropped());
   fmt::format_to(it, "  elapsed   {:.3f} s   {:.1f} tasks/s   {:.1f} MB/s   {:.2f} GFLOP/s\n", r.elapsed_s(),
@@ -161,16 +163,18 @@ std::string report_table(const v1::Report& r) {
   fmt::format_to(it, "  {:<16} {:>9} {:>7} {:>10} {:>12} {:>12}\n", "kernel", "tasks", "failed", "busy s",
        "MB/s busy", "GFLOP/s busy");
   for (const auto& k : r.kernels()) {
-    fmt::format_to(it, "  {:<16} {:>9} {:>7} {:>10.3f} {:>12.1f} {:>12.2f}\n", k.kernel(), k.tasks(), k.failed(),
+    fmt::format_to(it, "  {:<16} {:>9} {:>7} {:>10.3f} {:>12.1f} {:>12.2f}\n", printable(k.kernel()), k.tasks(), k.failed(),
          k.busy_s(), k.mb_per_s(), k.gflop_per_s());
   }
   fmt::format_to(it, "  {:<24} {:<16} {:<24} {:>9} {:>10}\n", "worker", "host", "device", "tasks", "busy s");
   for (const auto& w : r.workers()) {
-    fmt::format_to(it, "  {:<24} {:<16} {:<24} {:>9} {:>10.3f}\n", w.id(), w.host(), w.device(), w.tasks(),
+    fmt::format_to(it, "  {:<24} {:<16} {:<24} {:>9} {:>10.3f}\n", printable(w.id()), printable(w.host()),
+                   printable(w.device()), w.tasks(),
          w.busy_s());
   }
   for (const auto& f : r.failures()) {
-    fmt::format_to(it, "  failed task {} ({}, {} attempts): {}\n", f.task_id(), f.kernel(), f.attempts(), f.error());
+    fmt::format_to(it, "  failed task {} ({}, {} attempts): {}\n", f.task_id(),
+                   printable(f.kernel()), f.attempts(), printable(f.error(), 300));
   }
   return out;
 }

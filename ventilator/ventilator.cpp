@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/net.h"
 #include "common/signals.h"
+#include "common/text.h"
 #include "ventilator/job.h"
 
 namespace taskfarm::ventilator {
@@ -173,7 +174,7 @@ struct Ventilator::Impl {
       r->set_error(g.error);
       r->set_kernel(task.kernel());
       log::warn("task {} of job '{}' failed: {}", g.task.task_id, it->second.job->spec().name(),
-                g.error);
+                printable(g.error, 300));
     }
     if (batch->results_size() > 0) to_sink.send(encode(env), zmq::send_flags::none);
   }
@@ -188,8 +189,8 @@ struct Ventilator::Impl {
     switch (env.body_case()) {
       case v1::Envelope::kHello: {
         const auto& h = env.hello();
-        log::info("worker {} joined ({} on {}, {} slots)", h.worker().id(), h.worker().device(),
-                  h.worker().host(), h.worker().slots());
+        log::info("worker {} joined ({} on {}, {} slots)", printable(h.worker().id()),
+                  printable(h.worker().device()), printable(h.worker().host()), h.worker().slots());
         report_give_ups(dispatcher.on_hello(worker, h.worker(), h.credit()));
         v1::Envelope welcome;
         welcome.mutable_welcome()->set_epoch(epoch);
