@@ -12,6 +12,7 @@
 #include "common/cli.h"
 #include "common/errors.h"
 #include "common/net.h"
+#include "common/text.h"
 #include "sink/aggregator.h"
 #include "ventilator/job.h"
 
@@ -28,8 +29,8 @@ std::string progress_line(const v1::JobStatus& s) {
   if (s.tasks_per_s() > 0 && s.total() > s.done()) {
     eta = fmt::format("{:.1f} s", static_cast<double>(s.total() - s.done()) / s.tasks_per_s());
   }
-  return fmt::format("{} {} {}/{} tasks, {} failed, {:.1f} tasks/s, ETA {}", s.name(), s.state(),
-                     s.done(), s.total(), s.failed(), s.tasks_per_s(), eta);
+  return fmt::format("{} {} {}/{} tasks, {} failed, {:.1f} tasks/s, ETA {}", printable(s.name()),
+                     printable(s.state()), s.done(), s.total(), s.failed(), s.tasks_per_s(), eta);
 }
 
 // Polls the job until it finishes, showing progress. Returns: the exit code.
@@ -83,7 +84,8 @@ int print_status(client::JobClient& c, const std::string& job, bool json) {
   fmt::print("{:<16}  {:<20} {:<9} {:>19} {:>12} {:>9}\n", "JOB", "NAME", "STATE", "DONE/TOTAL",
              "TASKS/S", "AGE");
   for (const auto& s : reply.jobs()) {
-    fmt::print("{:<16}  {:<20} {:<9} {:>19} {:>12.1f} {:>8.1f}s\n", s.job_id(), s.name(), s.state(),
+    fmt::print("{:<16}  {:<20} {:<9} {:>19} {:>12.1f} {:>8.1f}s\n", printable(s.job_id()),
+               printable(s.name()), printable(s.state()),
                fmt::format("{}/{}", s.done(), s.total()), s.tasks_per_s(), s.age_s());
   }
   return kExitOk;
@@ -123,13 +125,15 @@ int main(int argc, char** argv) {
   auto* cancel = app.add_subcommand("cancel", "stop a job and discard its results");
   cancel->add_option("JOB", job, "job id or name")->required();
   std::string key_name, key_dir = ".";
+  bool key_force = false;
   auto* keygen = app.add_subcommand("keygen", "write a CurveZMQ key pair: DIR/NAME.key and DIR/NAME.pub");
   keygen->add_option("NAME", key_name, "key name, e.g. head or worker-7")->required();
   keygen->add_option("--dir", key_dir, "directory for the two files")->capture_default_str();
+  keygen->add_flag("--force", key_force, "replace an existing pair of that name");
 
   return cli_main(app, argc, argv, [&]() -> int {
     if (*keygen) {
-      fmt::print("{}\n", write_key_pair(key_dir, key_name));
+      fmt::print("{}\n", write_key_pair(key_dir, key_name, key_force));
       return kExitOk;
     }
     client::JobClient c(connect_endpoint(server, kSubmitPort),

@@ -69,8 +69,8 @@ struct Sink::Impl {
     results.set(zmq::sockopt::rcvhwm, 10000);
     configure_socket(control, opt.max_message_bytes, 2000);  // linger: flush BatchEnd/Kill
     control.set(zmq::sockopt::sndhwm, 100000);
-    curve.make_server(results);
-    curve.make_server(control);
+    curve.make_server(results, ServerSocket::kResults);
+    curve.make_server(control, ServerSocket::kControl);
     results_ep = bind_socket(results, opt.results_bind, "results");
     control_ep = bind_socket(control, opt.control_bind, "control");
   }
@@ -228,7 +228,13 @@ struct Sink::Impl {
       rejects.reject(*err);
       return;
     }
-    switch (env->body_case()) {
+    const auto body = env->body_case();
+    if ((body == v1::Envelope::kBatchStart || body == v1::Envelope::kCancelJob) &&
+        !curve.sent_by(frame, kRoleHead)) {  // a worker key shares this socket with the head
+      rejects.reject(fmt::format("'{}' message from a key without the head role", body_name(*env)));
+      return;
+    }
+    switch (body) {
       case v1::Envelope::kResults: on_results(env->results()); break;
       case v1::Envelope::kBatchStart: on_batch_start(env->batch_start()); break;
       case v1::Envelope::kCancelJob: on_cancel(env->cancel_job().job_id()); break;

@@ -66,13 +66,13 @@ struct Ventilator::Impl {
     from_sink.set(zmq::sockopt::rcvhwm, 100000);
     from_sink.set(zmq::sockopt::subscribe, kTopicAck);
     from_sink.set(zmq::sockopt::subscribe, kTopicCtl);
-    curve.make_server(tasks);
+    curve.make_server(tasks, ServerSocket::kTasks);
     curve.make_client(to_sink);
     curve.make_client(from_sink);
     tasks_ep = bind_socket(tasks, opt.tasks_bind, "task");
     if (!opt.submit_bind.empty()) {
       configure_socket(submit, opt.max_message_bytes, 1000);
-      curve.make_server(submit);
+      curve.make_server(submit, ServerSocket::kSubmit);
       submit_ep = bind_socket(submit, opt.submit_bind, "submission");
     }
     connect_socket(to_sink, opt.sink_results, "sink results");
