@@ -63,7 +63,10 @@ std::string read_file_capped(const std::string& path, size_t max_bytes, std::str
     const ssize_t n = ::read(f.fd, buf, sizeof buf);
     if (n == 0) break;
     if (n < 0) {
-      if (errno == EINTR && !stop_requested()) continue;  // a slow pipe must not outlive SIGTERM
+      if (errno == EINTR && stop_requested()) {  // a silent pipe must not outlive SIGTERM
+        throw SetupError(fmt::format("interrupted while reading {} '{}'", what, path));
+      }
+      if (errno == EINTR) continue;
       throw SetupError(fmt::format("cannot read {} '{}': {}", what, path, std::strerror(errno)));
     }
     // Stop at the first byte past the cap: a file that grows, or a pipe, is never read whole.

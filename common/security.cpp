@@ -34,10 +34,11 @@ struct RoleFolder {
 constexpr RoleFolder kRoleFolders[] = {
     {"workers", kRoleWorker}, {"clients", kRoleClient}, {"head", kRoleHead}};
 
-std::string role_names(unsigned roles) {
+// Returns: "workers,head" (with sep ","): the folders of `roles`.
+std::string role_names(unsigned roles, std::string_view sep = ",") {
   std::string out;
   for (const auto& f : kRoleFolders) {
-    if (roles & f.role) out += (out.empty() ? "" : ",") + std::string(f.name);
+    if (roles & f.role) out += (out.empty() ? "" : std::string(sep)) + std::string(f.name);
   }
   return out.empty() ? "none" : out;
 }
@@ -408,8 +409,8 @@ void Curve::zap_loop() {
           } else {
             log::warn("refused key {} from {} on the {} socket{}: it is authorized as {}, and "
                       "that socket admits {}",
-                      key, frames[3].to_string(), domain, times, role_names(roles),
-                      role_names(admits));
+                      key, frames[3].to_string(), domain, times, role_names(roles, " and "),
+                      role_names(admits, " or "));
           }
         }
       }

@@ -52,7 +52,8 @@ void validate_job(v1::JobSpec& job, const std::string& where) {
   uint64_t total = 0;
   for (int i = 0; i < job.tasks_size(); ++i) {
     const auto& t = job.tasks(i);
-    const std::string entry = fmt::format("{}: task entry {} ({})", where, i + 1, t.kernel());
+    const std::string entry =
+        fmt::format("{}: task entry {} ({})", where, i + 1, printable(t.kernel(), 64));
     if (t.count() == 0) throw SetupError(fmt::format("{}: count is 0", entry));
     if (t.count() > kMaxTasksPerJob - total) {
       throw SetupError(fmt::format("{}: job has more than {} tasks", entry, kMaxTasksPerJob));
