@@ -10,7 +10,7 @@ namespace taskfarm::client {
 
 JobClient::JobClient(std::string endpoint, int64_t timeout_ms, const CurveOptions& curve)
     : endpoint_(std::move(endpoint)), timeout_ms_(timeout_ms), curve_(curve, ctx_) {
-  configure_socket(socket_, kDefaultMaxMessageBytes);
+  configure_socket(socket_, kMaxControlMessageBytes);
   curve_.make_client(socket_);
   connect_socket(socket_, endpoint_, "job service");
 }
@@ -34,6 +34,21 @@ v1::Envelope JobClient::call(v1::Envelope& request) {
 std::string JobClient::submit(const v1::JobSpec& job) {
   v1::Envelope req;
   *req.mutable_submit()->mutable_job() = job;
+  const size_t bytes = req.ByteSizeLong();
+  if (bytes > kSmallRequestBytes) {
+    // The service drops a connection that sends more than its limit: ask for it first, so a
+    // big job is a clear error rather than a silence.
+    v1::Envelope info_req;
+    info_req.mutable_service_info_request();
+    const v1::Envelope info = call(info_req);
+    if (info.has_service_info() && bytes > info.service_info().max_job_bytes()) {
+      throw SetupError(fmt::format(
+          "the job is {:.1f} MiB, above the job service's limit of {:.1f} MiB "
+          "(taskfarm-ventilator --max-job-mb)",
+          static_cast<double>(bytes) / (1 << 20),
+          static_cast<double>(info.service_info().max_job_bytes()) / (1 << 20)));
+    }
+  }
   const v1::Envelope rep = call(req);
   if (!rep.has_submit_reply()) throw SetupError("unexpected reply to submit");
   if (!rep.submit_reply().error().empty()) {

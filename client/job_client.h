@@ -14,6 +14,9 @@ namespace taskfarm::client {
 
 class JobClient {
  public:
+  // Requests above this size are checked against the service's limit before they are sent.
+  static constexpr size_t kSmallRequestBytes = size_t{1} << 20;
+
   // Connects to `endpoint` (nothing is sent yet). Throws: SetupError for a bad endpoint.
   JobClient(std::string endpoint, int64_t timeout_ms, const CurveOptions& curve = {});
 

@@ -11,6 +11,7 @@
 #include "client/job_client.h"
 #include "common/cli.h"
 #include "common/errors.h"
+#include "common/job_state.h"
 #include "common/net.h"
 #include "common/text.h"
 #include "sink/aggregator.h"
@@ -20,9 +21,7 @@ namespace {
 
 using namespace taskfarm;
 
-bool finished(const v1::JobStatus& s) {
-  return s.state() == "done" || s.state() == "failed" || s.state() == "cancelled";
-}
+bool finished(const v1::JobStatus& s) { return job_state_final(s.state()); }
 
 std::string progress_line(const v1::JobStatus& s) {
   std::string eta = "-";
@@ -30,7 +29,8 @@ std::string progress_line(const v1::JobStatus& s) {
     eta = fmt::format("{:.1f} s", static_cast<double>(s.total() - s.done()) / s.tasks_per_s());
   }
   return fmt::format("{} {} {}/{} tasks, {} failed, {:.1f} tasks/s, ETA {}", printable(s.name()),
-                     printable(s.state()), s.done(), s.total(), s.failed(), s.tasks_per_s(), eta);
+                     job_state_name(s.state()), s.done(), s.total(), s.failed(), s.tasks_per_s(),
+                     eta);
 }
 
 // Polls the job until it finishes, showing progress. Returns: the exit code.
@@ -53,8 +53,10 @@ int wait_for(client::JobClient& c, const std::string& job, const std::string& re
         fmt::print("{}\n", progress_line(s));
       }
       std::fflush(stdout);
-      if (s.state() == "done") return kExitOk;
-      if (s.state() == "cancelled") fmt::print(stderr, "taskfarm: job {} was cancelled\n", job);
+      if (!s.error().empty()) fmt::print(stderr, "taskfarm: job {} failed: {}\n", job, s.error());
+      if (s.state() == v1::JOB_DONE) return kExitOk;
+      if (s.state() == v1::JOB_CANCELLED) fmt::print(stderr, "taskfarm: job {} was cancelled\n", job);
+      if (s.state() == v1::JOB_INTERRUPTED) return kExitInterrupted;
       return kExitTasksFailed;
     }
     const auto now = std::chrono::steady_clock::now();
@@ -85,7 +87,7 @@ int print_status(client::JobClient& c, const std::string& job, bool json) {
              "TASKS/S", "AGE");
   for (const auto& s : reply.jobs()) {
     fmt::print("{:<16}  {:<20} {:<9} {:>19} {:>12.1f} {:>8.1f}s\n", printable(s.job_id()),
-               printable(s.name()), printable(s.state()),
+               printable(s.name()), job_state_name(s.state()),
                fmt::format("{}/{}", s.done(), s.total()), s.tasks_per_s(), s.age_s());
   }
   return kExitOk;
@@ -115,6 +117,11 @@ int main(int argc, char** argv) {
   submit->add_flag("--wait", wait, "wait for the job, show progress, print the report");
   submit->add_option("--report", report_path, "with --wait: write the JSON report to FILE");
   submit->add_flag("-q,--quiet", quiet, "with --wait: no progress or table");
+  int64_t max_job_mb = kDefaultMaxJobBytes >> 20;
+  submit->add_option("--max-job-mb", max_job_mb,
+                     "largest job file read, in MiB (the service has its own --max-job-mb)")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
   auto* status = app.add_subcommand("status", "list jobs, or show one");
   status->add_option("JOB", job, "job id or name");
   status->add_flag("--json", json, "print JSON");
@@ -139,7 +146,7 @@ int main(int argc, char** argv) {
     client::JobClient c(connect_endpoint(server, kSubmitPort),
                         static_cast<int64_t>(timeout_s * 1000), curve);
     if (*submit) {
-      const std::string id = c.submit(ventilator::load_job_file(file));
+      const std::string id = c.submit(ventilator::load_job_file(file, max_job_mb << 20));
       if (!wait) {
         fmt::print("{}\n", id);
         return kExitOk;

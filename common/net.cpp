@@ -86,4 +86,27 @@ uint64_t random_u64() {
   return gen();
 }
 
+bool try_send(zmq::socket_t& socket, zmq::message_t& message) {
+  try {
+    return socket.send(message, zmq::send_flags::dontwait).has_value();
+  } catch (const zmq::error_t& e) {
+    if (e.num() == EAGAIN || e.num() == EHOSTUNREACH || e.num() == EINTR) return false;
+    throw;
+  }
+}
+
+bool try_send_to(zmq::socket_t& router, std::string_view routing_id, zmq::message_t& message) {
+  try {
+    if (!router.send(zmq::buffer(routing_id), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+      return false;
+    }
+    // The routing frame is queued: the body goes with it (ZeroMQ queues whole messages).
+    (void)router.send(message, zmq::send_flags::none);
+    return true;
+  } catch (const zmq::error_t& e) {
+    if (e.num() == EAGAIN || e.num() == EHOSTUNREACH || e.num() == EINTR) return false;
+    throw;
+  }
+}
+
 }  // namespace taskfarm

@@ -5,6 +5,9 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
+
+#include "common/protocol.h"
 
 namespace taskfarm {
 
@@ -31,7 +34,60 @@ void connect_socket(zmq::socket_t& socket, const std::string& endpoint, const ch
 // Returns: this machine's host name.
 std::string host_name();
 
-// Returns: a short random hex string (routing ids, epochs).
+// Returns: a random 64-bit number (routing ids, epochs, job ids).
 uint64_t random_u64();
+
+// Sends one message without blocking; on a ROUTER, `routing_id` names the peer first.
+// Returns: false when the peer cannot take it now (EAGAIN: queue full or not connected;
+// EHOSTUNREACH: unknown peer on a ROUTER with router_mandatory; EINTR); `message` is then left
+// as it was, to send later. Throws: zmq::error_t for anything else.
+bool try_send(zmq::socket_t& socket, zmq::message_t& message);
+bool try_send_to(zmq::socket_t& router, std::string_view routing_id, zmq::message_t& message);
+inline bool try_send(zmq::socket_t& socket, zmq::message_t&& message) {
+  return try_send(socket, message);
+}
+inline bool try_send_to(zmq::socket_t& router, std::string_view routing_id,
+                        zmq::message_t&& message) {
+  return try_send_to(router, routing_id, message);
+}
+
+// How the messages of a socket are framed: [body], [routing id][body] (ROUTER) or
+// [topic][body] (SUB).
+enum class Framing { kBody, kRoutingId, kTopic };
+
+// Reads up to `max` queued messages without blocking. Calls handle(prefix, body) for every
+// well-formed message (`prefix` is the routing id or topic; empty for kBody) and counts the
+// others in `rejects` (missing prefix, extra frames). Returns: messages read.
+template <typename Handler>
+int drain_socket(zmq::socket_t& socket, Framing framing, RejectCounter& rejects, Handler&& handle,
+                 int max = 1000) {
+  zmq::message_t prefix, body;
+  int n = 0;
+  for (; n < max; ++n) {
+    try {
+      if (!socket.recv(framing == Framing::kBody ? body : prefix, zmq::recv_flags::dontwait)) {
+        break;
+      }
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) break;
+      throw;
+    }
+    if (framing != Framing::kBody) {
+      if (!prefix.more()) {
+        rejects.reject(framing == Framing::kTopic ? "message without a topic"
+                                                  : "frame without routing id");
+        continue;
+      }
+      (void)socket.recv(body, zmq::recv_flags::none);  // the rest of a message is there at once
+    }
+    if (body.more()) {
+      while (body.more()) (void)socket.recv(body, zmq::recv_flags::none);
+      rejects.reject("multipart message");
+      continue;
+    }
+    handle(framing == Framing::kBody ? std::string_view{} : prefix.to_string_view(), body);
+  }
+  return n;
+}
 
 }  // namespace taskfarm

@@ -72,6 +72,8 @@ std::string_view body_name(const v1::Envelope& e) {
     case v1::Envelope::kStatusReply: return "status_reply";
     case v1::Envelope::kCancel: return "cancel";
     case v1::Envelope::kCancelReply: return "cancel_reply";
+    case v1::Envelope::kServiceInfoRequest: return "service_info_request";
+    case v1::Envelope::kServiceInfo: return "service_info";
     case v1::Envelope::BODY_NOT_SET: break;
   }
   return "none";

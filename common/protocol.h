@@ -25,11 +25,25 @@ inline constexpr int kSubmitPort = 5560;
 inline constexpr std::string_view kTopicAck = "ack";  // to the ventilator: JobAccepted, Ack
 inline constexpr std::string_view kTopicCtl = "ctl";  // to everyone: BatchEnd, Kill
 
-// Largest frame any socket accepts (ZMQ_MAXMSGSIZE): bigger frames drop the connection.
+// Largest frame each socket accepts (ZMQ_MAXMSGSIZE; a bigger frame drops the connection), sized
+// to what its messages can need, so that no peer can make a process buffer more (README,
+// "Message size limits"):
+// - task messages to workers: one task with its inline payload must fit (or a batch of 8 MiB);
 inline constexpr int64_t kDefaultMaxMessageBytes = int64_t{256} << 20;
-// Largest job a submission carries: the submission socket's message limit and the cap on job
-// files (base64 payloads take 4/3 of their bytes in the file, so a file's job fits a message).
-inline constexpr int64_t kMaxSubmitMessageBytes = int64_t{64} << 20;
+// - a submitted job (a job file, with its payloads): `--max-job-mb` on the service and client;
+inline constexpr int64_t kDefaultMaxJobBytes = int64_t{64} << 20;
+// - worker -> ventilator: hello, credit, heartbeats, a goodbye listing its unstarted tasks;
+inline constexpr int64_t kMaxWorkerMessageBytes = int64_t{32} << 20;
+// - acks, batch ends with their report, status replies;
+inline constexpr int64_t kMaxControlMessageBytes = int64_t{64} << 20;
+// - subscriptions arriving at a PUB socket.
+inline constexpr int64_t kMaxSubscriptionBytes = int64_t{64} << 10;
+// Attempts a task gets when neither the job nor --max-attempts says (the one place it is set).
+inline constexpr uint32_t kDefaultMaxAttempts = 3;
+inline constexpr uint32_t kMaxMaxAttempts = 100;
+
+// Room an Envelope and Task need around a payload.
+inline constexpr int64_t kEnvelopeOverheadBytes = 4096;
 
 // Returns: `body` serialized into a new message, with the version stamped.
 zmq::message_t encode(v1::Envelope& envelope);

@@ -14,14 +14,21 @@ JobAggregator::JobAggregator(const v1::BatchStart& start)
     : job_id_(start.job_id()),
       name_(start.name()),
       total_(start.total()),
-      max_attempts_(start.max_attempts() == 0 ? 3 : start.max_attempts()),
-      final_bits_((start.total() + 63) / 64, 0) {}
+      max_attempts_(start.max_attempts() == 0 ? kDefaultMaxAttempts : start.max_attempts()) {}
 
 JobAggregator::WorkerStats& JobAggregator::worker_stats(const v1::WorkerInfo& worker) {
   if (!last_worker_ || last_worker_id_ != worker.id()) {
-    last_worker_ = &workers_[worker.id()];  // std::map nodes never move
+    auto it = workers_.find(worker.id());
+    if (it == workers_.end()) {
+      const bool room = workers_.size() < kMaxListedWorkers;
+      it = workers_.try_emplace(room ? worker.id() : std::string(kOtherWorkers)).first;
+      if (it->second.info.id().empty()) {
+        it->second.info = worker;
+        if (!room) it->second.info.set_id(std::string(kOtherWorkers));
+      }
+    }
+    last_worker_ = &it->second;  // std::map nodes never move
     last_worker_id_ = worker.id();
-    if (last_worker_->info.id().empty()) last_worker_->info = worker;
   }
   return *last_worker_;
 }
@@ -36,16 +43,15 @@ JobAggregator::KernelStats& JobAggregator::kernel_stats(const std::string& kerne
 
 void JobAggregator::touch_worker(const v1::WorkerInfo& worker) {
   if (worker.id().empty()) return;  // the ventilator's give-ups
-  worker_stats(worker).info = worker;
+  WorkerStats& ws = worker_stats(worker);
+  if (ws.info.id() == worker.id()) ws.info = worker;  // not the "(other workers)" line
 }
 
 Outcome JobAggregator::add(const v1::Result& r, const v1::WorkerInfo& worker,
                            int64_t recv_wall_ns) {
   const uint64_t id = r.task_id();
   if (id >= total_) return Outcome::kInvalid;
-  uint64_t& word = final_bits_[id / 64];
-  const uint64_t bit = uint64_t{1} << (id % 64);
-  if (word & bit) {
+  if (final_.contains(id)) {
     ++duplicates_;
     return Outcome::kDuplicate;
   }
@@ -59,7 +65,7 @@ Outcome JobAggregator::add(const v1::Result& r, const v1::WorkerInfo& worker,
   if (ws) ws->busy_ns += busy;
   if (!ok && r.retryable() && r.attempt() < max_attempts_) return Outcome::kRetry;
 
-  word |= bit;
+  final_.insert(id);
   auto& ks = kernel_stats(r.kernel());
   ++ks.tasks;
   ks.busy_ns += busy;

@@ -9,6 +9,7 @@
 
 #include "common/digest.h"
 #include "common/histogram.h"
+#include "common/range_set.h"
 #include "common/protocol.h"
 
 namespace taskfarm::sink {
@@ -27,6 +28,10 @@ class JobAggregator {
   static constexpr size_t kMaxListedFailures = 100;
   // Longest busy time counted for one task (a day), so sums cannot overflow.
   static constexpr int64_t kMaxBusyNs = int64_t{86400} * 1'000'000'000;
+  // Workers listed by name in a report; results of any further ones count under one line, so
+  // a peer inventing worker ids cannot grow the sink's memory.
+  static constexpr size_t kMaxListedWorkers = 4096;
+  static constexpr std::string_view kOtherWorkers = "(other workers)";
 
   explicit JobAggregator(const v1::BatchStart& start);
 
@@ -38,6 +43,11 @@ class JobAggregator {
   void touch_worker(const v1::WorkerInfo& worker);
 
   bool complete() const { return ok_ + failed_ == total_; }
+  // Returns: whether task `id` has its final result.
+  bool has_final(uint64_t id) const { return final_.contains(id); }
+  // Returns: the ranges of task ids with a final result (their count is about the tasks that
+  // finished out of order).
+  size_t final_ranges() const { return final_.ranges(); }
   uint64_t job_id() const { return job_id_; }
   const std::string& name() const { return name_; }
   uint64_t total() const { return total_; }
@@ -63,7 +73,7 @@ class JobAggregator {
   std::string name_;
   uint64_t total_;
   uint32_t max_attempts_;
-  std::vector<uint64_t> final_bits_;  // one bit per task: has a final result
+  RangeSet final_;  // tasks with a final result; memory follows the gaps, not the job size
   uint64_t ok_ = 0, failed_ = 0, retried_ = 0, duplicates_ = 0;
   uint64_t bytes_ = 0, flops_ = 0;
   int64_t first_sent_ns_ = INT64_MAX, last_recv_ns_ = INT64_MIN;

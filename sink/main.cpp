@@ -27,6 +27,12 @@ int main(int argc, char** argv) {
   app.add_option("--max-message-mb", max_message_mb, "largest accepted message, in MiB")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
+  app.add_option("--max-jobs", opt.max_jobs, "jobs aggregated at once; more are refused")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1'000'000}))
+      ->capture_default_str();
+  app.add_option("--max-tasks", opt.max_tasks_per_job, "largest job accepted, in tasks")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{UINT32_MAX}))
+      ->capture_default_str();
   opt.curve.add_flags(app, /*server=*/true, /*client=*/false);
   add_common_flags(app);
   return cli_main(app, argc, argv, [&] {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "common/clock.h"
+#include "common/protocol.h"
 #include "common/security.h"
 
 namespace taskfarm::sink {
@@ -19,7 +20,10 @@ struct SinkOptions {
   bool serve = false;               // handle jobs until SIGINT/SIGTERM instead of one batch
   bool keep_workers = false;        // do not tell workers to exit after the batch
   bool quiet = false;               // no table on stdout
-  int64_t max_message_bytes = int64_t{256} << 20;
+  int64_t max_message_bytes = kDefaultMaxMessageBytes;
+  // Limits that keep the sink's memory bounded whatever its peers send (flags of the same names).
+  uint64_t max_jobs = 1000;                      // jobs aggregated at once
+  uint64_t max_tasks_per_job = UINT32_MAX;         // tasks in one job (reports count in 32 bits)
   CurveOptions curve;
 };
 

@@ -193,5 +193,28 @@ TEST(Farm, EveryProcessExitsCleanlyOnSigintAndSigterm) {
   }
 }
 
+// Interrupting any role of a one-shot farm ends the batch for all of them: the sink writes a
+// partial report with state "interrupted", the ventilator and sink exit 130, workers exit 0.
+TEST(Farm, InterruptingTheVentilatorOrTheSinkEndsTheBatchEverywhere) {
+  for (const std::string role : {"ventilator", "sink"}) {
+    SCOPED_TRACE(role);
+    Farm farm;
+    auto sink = farm.sink();
+    auto w = farm.worker("w", {"--threads", "2"});
+    auto vent = farm.ventilator({"--kernel", "sleep", "--tasks", "400", "--size", "20000"});
+    std::this_thread::sleep_for(700ms);
+    ASSERT_TRUE(vent.running() && sink.running() && w.running());
+    (role == "sink" ? sink : vent).signal(SIGINT);
+    EXPECT_EXIT_CODE(vent, 130, 5s);
+    EXPECT_EXIT_CODE(sink, 130, 5s);
+    EXPECT_EXIT_CODE(w, 0, 5s);
+    const auto rep = farm.report();
+    EXPECT_EQ(rep.state(), "interrupted");
+    EXPECT_EQ(rep.tasks_total(), 400u);
+    EXPECT_GT(rep.tasks_ok(), 0u);
+    EXPECT_LT(rep.tasks_ok(), 400u);
+  }
+}
+
 }  // namespace
 }  // namespace taskfarm::testing

@@ -342,7 +342,7 @@ TEST(JobFile, IsCappedAndItsDefaultNameIsEscaped) {
   EXPECT_EQ(job.name(), "we\\x1bird\\x0aname");
   const std::string big = d.path("big.json");
   { std::ofstream(big) << "{}"; }
-  fs::resize_file(big, static_cast<uintmax_t>(kMaxSubmitMessageBytes) + 1);
+  fs::resize_file(big, static_cast<uintmax_t>(kDefaultMaxJobBytes) + 1);
   EXPECT_EQ(error_of([&] { ventilator::load_job_file(big); }),
             "job file '" + big + "' is larger than the 64 MiB limit");
   EXPECT_EQ(error_of([] { ventilator::load_job_file("/dev/zero"); }),

@@ -232,10 +232,10 @@ TEST(Security, WorkerKeyCannotSubmitOrCancelButClientAndHeadCan) {
   const std::string id = trimmed(by_client.out());
   auto cancel_by_worker = svc.client("good", {"cancel", id}, "cancel-worker", "0.5");
   EXPECT_EQ(cancel_by_worker.wait_for(0s), std::optional<int>(1));
-  EXPECT_EQ(svc.status("head", id).jobs(0).state(), "running") << "the worker key's cancel did nothing";
+  EXPECT_EQ(svc.status("head", id).jobs(0).state(), v1::JOB_RUNNING) << "the worker key's cancel did nothing";
   auto cancel_by_client = svc.client("alice", {"cancel", id}, "cancel-client");
   EXPECT_EQ(cancel_by_client.wait_for(0s), std::optional<int>(0)) << cancel_by_client.err();
-  EXPECT_EQ(svc.status("alice", id).jobs(0).state(), "cancelled");
+  EXPECT_EQ(svc.status("alice", id).jobs(0).state(), v1::JOB_CANCELLED);
   EXPECT_EQ(svc.status("alice").jobs_size(), 1) << "the worker key submitted nothing";
 }
 
@@ -252,7 +252,7 @@ TEST(Security, WorkerKeyCannotStartOrCancelJobsAtTheSink) {
   // Wait until the sink has the job and results flow, so that a cancel would hit it.
   for (int i = 0; i < 100; ++i) {
     const auto st = svc.status("alice", id);
-    if (st.jobs_size() == 1 && st.jobs(0).state() == "running" && st.jobs(0).done() > 0) break;
+    if (st.jobs_size() == 1 && st.jobs(0).state() == v1::JOB_RUNNING && st.jobs(0).done() > 0) break;
     std::this_thread::sleep_for(50ms);
   }
   // An authorized worker key pushes head messages to the sink's results socket.
@@ -386,6 +386,10 @@ TEST(Robustness, HugeEndlessOrDeviceInputFilesAreRefusedAtOnce) {
        "is larger than the 64 MiB limit"},
       {{bin("taskfarm-ventilator"), "--job", big}, "is larger than the 64 MiB limit"},
       {{bin("taskfarm-ventilator"), "--job", farm.path("")}, "is a directory"},
+      // --max-job-mb sets the cap (here below the file's 64 MiB + 1 byte).
+      {{bin("taskfarm"), "--server", "ipc://" + farm.path("none"), "submit", big, "--max-job-mb", "1"},
+       "is larger than the 1 MiB limit"},
+      {{bin("taskfarm-ventilator"), "--job", big, "--max-job-mb", "1"}, "larger than the 1 MiB limit"},
   };
   int n = 0;
   for (const auto& [args, expect] : cases) {

@@ -5,65 +5,12 @@
 #include <filesystem>
 
 #include "farm.h"
+#include "service.h"
 
 namespace taskfarm::testing {
 namespace {
 
 using namespace std::chrono_literals;
-
-class Service {
- public:
-  explicit Service(Farm& farm, int workers = 2)
-      : farm_(farm), submit_("ipc://" + farm.path("submit")) {
-    sink_.emplace(farm.sink({"--serve", "--results-dir", farm.path("jobs")}));
-    vent_.emplace(farm.ventilator({"--serve", "--submit", submit_}));
-    for (int i = 0; i < workers; ++i) {
-      workers_.push_back(farm.worker("w" + std::to_string(i), {"--threads", "2"}));
-    }
-    EXPECT_TRUE(vent_->wait_for_log("serving jobs", 10s)) << vent_->err();
-  }
-  ~Service() {
-    vent_->signal(SIGTERM);
-    sink_->signal(SIGTERM);
-    EXPECT_EQ(vent_->wait_for(5s), std::optional<int>(0)) << vent_->err();
-    EXPECT_EQ(sink_->wait_for(5s), std::optional<int>(0)) << sink_->err();
-    for (auto& w : workers_) {
-      EXPECT_TRUE(w.running()) << "workers stay up between jobs:\n" << w.err();
-      w.signal(SIGTERM);
-      EXPECT_EQ(w.wait_for(5s), std::optional<int>(0));
-    }
-  }
-
-  // Runs `taskfarm ARGS...` to completion. Returns: the finished process.
-  Process client(std::vector<std::string> args, const std::string& name = "client") {
-    std::vector<std::string> full = {bin("taskfarm"), "--server", submit_, "--timeout", "5"};
-    full.insert(full.end(), args.begin(), args.end());
-    Process p(full, farm_.path(name));
-    EXPECT_TRUE(p.wait_for(60s).has_value()) << name << " hung";
-    return p;
-  }
-  std::string submit(const std::string& file) {
-    auto p = client({"submit", file});
-    EXPECT_EQ(p.wait_for(0s), std::optional<int>(0)) << p.err();
-    std::string id = p.out();
-    while (!id.empty() && id.back() == '\n') id.pop_back();
-    EXPECT_EQ(id.size(), 16u) << id;
-    return id;
-  }
-  v1::StatusReply status(const std::string& job = "") {
-    auto p = job.empty() ? client({"status", "--json"}) : client({"status", job, "--json"});
-    v1::StatusReply reply;
-    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(p.out(), &reply).ok()) << p.out() << p.err();
-    return reply;
-  }
-  const std::string& endpoint() const { return submit_; }
-
- private:
-  Farm& farm_;
-  std::string submit_;
-  std::optional<Process> sink_, vent_;
-  std::vector<Process> workers_;
-};
 
 v1::Report read_report(const std::string& path) {
   v1::Report r;
@@ -104,7 +51,7 @@ TEST(Service, TwoConcurrentJobsSmallOneIsNotStuckAndBothDigestsAreRight) {
   EXPECT_EQ(p.wait_for(0s), std::optional<int>(0)) << p.err();
   const auto st = svc.status(big);
   ASSERT_EQ(st.jobs_size(), 1);
-  EXPECT_EQ(st.jobs(0).state(), "running") << "the small job finished while the big one ran";
+  EXPECT_EQ(st.jobs(0).state(), v1::JOB_RUNNING) << "the small job finished while the big one ran";
   EXPECT_LT(st.jobs(0).done(), 840u);
   EXPECT_EQ(svc.status().jobs_size(), 2);
   auto w = svc.client({"wait", big, "-q", "--report", farm.path("big.report.json")});
@@ -127,7 +74,7 @@ TEST(Service, CancelStopsAJobAndFreesTheWorkers) {
   EXPECT_EQ(c.wait_for(0s), std::optional<int>(0)) << c.err();
   const auto st = svc.status(long_job);
   ASSERT_EQ(st.jobs_size(), 1);
-  EXPECT_EQ(st.jobs(0).state(), "cancelled");
+  EXPECT_EQ(st.jobs(0).state(), v1::JOB_CANCELLED);
   const auto t0 = std::chrono::steady_clock::now();
   auto p = svc.client({"submit", farm.write("small.json", kSmallJob), "--wait", "-q"});
   EXPECT_EQ(p.wait_for(0s), std::optional<int>(0)) << p.err();

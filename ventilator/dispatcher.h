@@ -18,7 +18,7 @@ namespace taskfarm::ventilator {
 struct DispatchPolicy {
   int64_t worker_timeout_ms = 3000;  // silence after which a worker is declared lost
   int64_t task_timeout_ms = 0;       // re-issue a task held longer than this (0: never)
-  uint32_t max_attempts = 3;         // attempts before a task is reported failed
+  uint32_t max_attempts = kDefaultMaxAttempts;  // attempts before a task is reported failed
   uint64_t window = 200000;          // most unresolved tasks per job (bounded memory)
   uint32_t max_batch = 1024;         // most tasks per message to one worker
   uint64_t max_batch_bytes = 8 << 20;  // and about this many payload bytes (at least one task)

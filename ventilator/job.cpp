@@ -33,20 +33,19 @@ v1::JobSpec parse_job_json(const std::string& json, const std::string& where,
   return job;
 }
 
-v1::JobSpec load_job_file(const std::string& path) {
-  const std::string text =
-      read_file_capped(path, static_cast<size_t>(kMaxSubmitMessageBytes), "job file");
+v1::JobSpec load_job_file(const std::string& path, int64_t max_bytes) {
+  const std::string text = read_file_capped(path, static_cast<size_t>(max_bytes), "job file");
   auto base = path.substr(path.find_last_of('/') + 1);
   base = base.substr(0, base.rfind(".json"));
   // The default name comes from the file name, which may hold anything: shown escaped and cut.
   return parse_job_json(text, printable(path), printable(base, kMaxJobNameBytes - 16));
 }
 
-void validate_job(v1::JobSpec& job, const std::string& where) {
+void validate_job(v1::JobSpec& job, const std::string& where, const JobLimits& limits) {
   if (job.tasks_size() == 0) throw SetupError(fmt::format("{}: job has no tasks", where));
-  if (job.max_attempts() == 0) job.set_max_attempts(kDefaultMaxAttempts);
-  if (job.max_attempts() > 100) {
-    throw SetupError(fmt::format("{}: max_attempts {} is above 100", where, job.max_attempts()));
+  if (job.max_attempts() > kMaxMaxAttempts) {
+    throw SetupError(fmt::format("{}: max_attempts {} is above {}", where, job.max_attempts(),
+                                 kMaxMaxAttempts));
   }
   const auto& registry = kernels::KernelRegistry::instance();
   uint64_t total = 0;
@@ -55,8 +54,15 @@ void validate_job(v1::JobSpec& job, const std::string& where) {
     const std::string entry =
         fmt::format("{}: task entry {} ({})", where, i + 1, printable(t.kernel(), 64));
     if (t.count() == 0) throw SetupError(fmt::format("{}: count is 0", entry));
-    if (t.count() > kMaxTasksPerJob - total) {
-      throw SetupError(fmt::format("{}: job has more than {} tasks", entry, kMaxTasksPerJob));
+    if (t.count() > limits.max_tasks - total) {
+      throw SetupError(fmt::format("{}: job has more than {} tasks (the limit: --max-tasks)",
+                                   entry, limits.max_tasks));
+    }
+    if (static_cast<int64_t>(t.payload().size()) > limits.max_task_bytes) {
+      throw SetupError(fmt::format(
+          "{}: a payload of {:.1f} MiB cannot fit in a task message (limit {:.1f} MiB)", entry,
+          static_cast<double>(t.payload().size()) / (1 << 20),
+          static_cast<double>(limits.max_task_bytes) / (1 << 20)));
     }
     total += t.count();
     kernels::TaskInput in;
@@ -70,8 +76,9 @@ void validate_job(v1::JobSpec& job, const std::string& where) {
   }
   if (job.name().empty()) job.set_name(job.tasks(0).kernel());
   if (auto why = name_problem(job.name(), kMaxJobNameBytes, /*allow_spaces=*/true)) {
-    throw SetupError(fmt::format("{}: job name '{}' {} (job names: printable UTF-8, at most {} bytes)",
-                                 where, printable(job.name(), 64), *why, kMaxJobNameBytes));
+    throw SetupError(
+        fmt::format("{}: job name '{}' {} (job names: printable UTF-8, at most {} bytes)", where,
+                    printable(job.name(), 64), *why, kMaxJobNameBytes));
   }
 }
 

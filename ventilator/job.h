@@ -10,15 +10,22 @@
 
 namespace taskfarm::ventilator {
 
-inline constexpr uint32_t kDefaultMaxAttempts = 3;
 inline constexpr uint64_t kMaxTasksPerJob = UINT32_MAX;
 // Job names are shown in `taskfarm status` and logs: short, printable UTF-8.
 inline constexpr size_t kMaxJobNameBytes = 128;
 
-// Returns: the job in `path` (at most kMaxSubmitMessageBytes). Throws: SetupError (missing,
+// What one job may hold (flags of the ventilator; the defaults are the protocol's limits).
+struct JobLimits {
+  uint64_t max_tasks = kMaxTasksPerJob;
+  // A task with its inline payload must fit in one message to a worker.
+  int64_t max_task_bytes = kDefaultMaxMessageBytes - kEnvelopeOverheadBytes;
+};
+
+// Returns: the job in `path`, a file of at most `max_bytes`. Throws: SetupError (missing,
 // non-regular or too large file, malformed JSON, duplicate key, quoted number, unknown field,
 // invalid job) with a one-line message naming the file and the problem.
-v1::JobSpec load_job_file(const std::string& path);
+v1::JobSpec load_job_file(const std::string& path,
+                          int64_t max_bytes = kDefaultMaxJobBytes);
 
 // Returns: the job parsed from JSON text (strict: no duplicate keys, numbers as numbers; see
 // common/strict_json.h), named `default_name` when it has no name (or after its first kernel
@@ -26,10 +33,11 @@ v1::JobSpec load_job_file(const std::string& path);
 v1::JobSpec parse_job_json(const std::string& json, const std::string& where = "job",
                            const std::string& default_name = "");
 
-// Checks every entry (known kernel, sizes within limits, payload format, counts) and the name
-// (printable UTF-8, at most kMaxJobNameBytes), and fills defaults (name, max_attempts).
-// Throws: SetupError naming the entry and the problem.
-void validate_job(v1::JobSpec& job, const std::string& where = "job");
+// Checks every entry (known kernel, sizes within limits, payload format, counts, room in a
+// message) and the name (printable UTF-8, at most kMaxJobNameBytes), and names the job after its
+// first kernel when it has no name. max_attempts 0 stays 0: the ventilator's --max-attempts
+// applies. Throws: SetupError naming the entry and problem.
+void validate_job(v1::JobSpec& job, const std::string& where = "job", const JobLimits& limits = {});
 
 class Job {
  public:

@@ -51,6 +51,23 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--wait-sink", wait_sink_s, "give up if the sink does not answer (0: wait)")
       ->check(CLI::Range(0.0, 1e6));
+  int64_t max_job_mb = opt.max_job_bytes >> 20;
+  app.add_option("--max-job-mb", max_job_mb,
+                 "largest job a client may submit, or job file --job reads, in MiB")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  app.add_option("--max-jobs", opt.table_limits.max_unfinished,
+                 "jobs queued or running at once; more are refused")
+      ->check(CLI::Range(size_t{1}, size_t{1'000'000}))
+      ->capture_default_str();
+  uint64_t max_queued_mb = opt.table_limits.max_spec_bytes >> 20;
+  app.add_option("--max-queued-mb", max_queued_mb,
+                 "memory the specs (payloads) of unfinished jobs may hold, in MiB")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 20))
+      ->capture_default_str();
+  app.add_option("--max-tasks", opt.job_limits.max_tasks, "most tasks in one job")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{UINT32_MAX}))
+      ->capture_default_str();
   opt.curve.add_flags(app, /*server=*/true, /*client=*/true);
   add_common_flags(app);
   return cli_main(app, argc, argv, [&] {
@@ -61,6 +78,8 @@ int main(int argc, char** argv) {
     opt.tasks_bind = bind_endpoint(bind_spec, kTasksPort);
     opt.sink_results = sink.results_endpoint();
     opt.sink_control = sink.control_endpoint();
+    opt.max_job_bytes = max_job_mb << 20;
+    opt.table_limits.max_spec_bytes = max_queued_mb << 20;
     if (serve) {
       opt.submit_bind = bind_endpoint(submit_spec, kSubmitPort);
       ventilator::Ventilator v(opt);
@@ -68,7 +87,7 @@ int main(int argc, char** argv) {
     }
     v1::JobSpec spec;
     if (!job_file.empty()) {
-      spec = ventilator::load_job_file(job_file);
+      spec = ventilator::load_job_file(job_file, opt.max_job_bytes);
     } else {
       if (kernel.empty()) throw SetupError("give --job FILE, --kernel K --tasks N, or --serve");
       if (tasks == 0) throw SetupError("--tasks must be at least 1");
@@ -78,10 +97,8 @@ int main(int argc, char** argv) {
       t->set_size(size);
       t->set_seed(seed);
       spec.set_name(fmt::format("{}-{}x{}", kernel, tasks, size));
-      spec.set_max_attempts(opt.policy.max_attempts);
     }
-    ventilator::validate_job(spec, job_file.empty() ? "flags" : job_file);
-    opt.policy.max_attempts = spec.max_attempts();
+    ventilator::validate_job(spec, job_file.empty() ? "flags" : job_file, opt.job_limits);
     ventilator::Ventilator v(opt);
     return v.run_batch(std::move(spec));
   });

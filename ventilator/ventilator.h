@@ -12,6 +12,8 @@
 #include "common/protocol.h"
 #include "common/security.h"
 #include "ventilator/dispatcher.h"
+#include "ventilator/job.h"
+#include "ventilator/job_table.h"
 
 namespace taskfarm::ventilator {
 
@@ -21,10 +23,11 @@ struct VentilatorOptions {
   std::string sink_results = "tcp://localhost:5558";  // PUSH: batch start, give-ups, cancels
   std::string sink_control = "tcp://localhost:5559";  // SUB: acks, batch end
   DispatchPolicy policy;
+  JobLimits job_limits;
+  TableLimits table_limits;
+  int64_t max_job_bytes = kDefaultMaxJobBytes;  // largest submission (--max-job-mb)
   int64_t heartbeat_ms = 500;
   int64_t sink_wait_ms = 0;  // give up when the sink does not answer for this long (0: never)
-  int64_t max_message_bytes = kDefaultMaxMessageBytes;
-  size_t keep_finished = 1000;  // finished jobs remembered for `taskfarm status`
   CurveOptions curve;
 };
 
@@ -39,8 +42,10 @@ class Ventilator {
   const std::string& submit_endpoint() const;
 
   // Runs one batch to completion (every task acknowledged by the sink).
-  // Returns: 0 when all tasks succeeded, 2 when some failed, 130 when interrupted.
-  // Throws: SetupError for an invalid job or a sink that never answers (sink_wait_ms).
+  // Returns: 0 when all tasks succeeded, 2 when some failed, 130 when interrupted (the sink and
+  // the workers are told to end the batch too).
+  // Throws: SetupError for an invalid job, a sink that refuses it or never answers
+  // (sink_wait_ms).
   int run_batch(v1::JobSpec spec);
 
   // Serves submitted jobs, several at a time, until SIGINT/SIGTERM. Returns: 0.

@@ -24,7 +24,12 @@ except ImportError:  # run from a checkout: use the module of the default build
     import taskfarm_pb2 as pb
 
 PROTOCOL_VERSION = 1  # common/protocol.h: kProtocolVersion
-FINISHED = ("done", "failed", "cancelled")
+# Job states in words, from the proto enum (JOB_DONE -> "done").
+def state_name(state):
+    return pb.JobState.Name(state).removeprefix("JOB_").lower()
+
+
+FINISHED = ("done", "failed", "cancelled", "interrupted")
 
 
 class ServiceError(Exception):
@@ -80,7 +85,7 @@ class Client:
     def wait(self, job, poll_s=0.2, progress=None):
         while True:
             (status,) = self.status(job)
-            if status.state in FINISHED:
+            if state_name(status.state) in FINISHED:
                 return status
             if progress:
                 progress(status)
@@ -101,18 +106,18 @@ def main():
         job_id = client.submit(job)
         print(f"submitted {job.name or args.job_file} as {job_id}", flush=True)
         status = client.wait(job_id, progress=lambda s: print(
-            f"  {s.state}: {s.done}/{s.total} tasks, {s.tasks_per_s:.0f} tasks/s", flush=True))
+            f"  {state_name(s.state)}: {s.done}/{s.total} tasks, {s.tasks_per_s:.0f} tasks/s", flush=True))
     except (OSError, json_format.ParseError, ServiceError) as e:
         print(f"taskfarm_client: error: {e}", file=sys.stderr)
         return 1
     report = status.report
-    print(f"{status.state}: {report.tasks_ok} ok, {report.tasks_failed} failed in "
+    print(f"{state_name(status.state)}: {report.tasks_ok} ok, {report.tasks_failed} failed in "
           f"{report.elapsed_s:.3f} s ({report.tasks_per_s:.0f} tasks/s), "
           f"digest {report.result_digest}")
     if args.report:
         with open(args.report, "w") as f:
             f.write(json_format.MessageToJson(report, preserving_proto_field_name=True))
-    return 0 if status.state == "done" else 2
+    return 0 if status.state == pb.JOB_DONE else 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,62 @@
+// The sink's state machine without sockets: frames from the results socket go in, acks and
+// control messages come out through a callback, reports and artifacts go to files. The socket
+// loop (sink.cpp), the unit tests and the fuzzers all drive this one class, so what they test is
+// what runs.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/clock.h"
+#include "common/protocol.h"
+#include "sink/sink.h"
+
+namespace taskfarm::sink {
+
+class SinkCore {
+ public:
+  // Sends [topic][envelope] on the control socket.
+  using Publish = std::function<void(std::string_view topic, v1::Envelope& envelope)>;
+
+  SinkCore(const SinkOptions& options, const Clock& clock, Publish publish);
+  ~SinkCore();
+  SinkCore(const SinkCore&) = delete;
+  SinkCore& operator=(const SinkCore&) = delete;
+
+  // Handles one frame of the results socket (`more`: it is part of a multipart message;
+  // `from_head`: its sender's key has the head role, always true without CURVE: workers share
+  // the socket, and job starts and cancels are taken from the head only).
+  // Never throws: a frame it cannot use is counted as rejected and dropped.
+  void on_frame(const void* data, size_t size, bool more, bool from_head = true);
+
+  // Publishes the acknowledgements gathered since the last call (one message per job).
+  void flush_acks();
+
+  // Reports every complete job. Returns: in one-shot mode, the exit code once its batch is over
+  // (complete or interrupted); nullopt otherwise.
+  std::optional<int> finish_complete_jobs();
+
+  // Logs progress of the active jobs (at most every 5 s).
+  void progress();
+
+  // Stops: in one-shot mode the active batch gets a partial report (state "interrupted"),
+  // which is also published so that the ventilator and the workers end it too.
+  // Returns: the exit code (130 for an interrupted one-shot batch, 0 in serve mode).
+  int stop();
+
+  // Returns: frames rejected since start (undecodable, out of place, invalid fields).
+  uint64_t rejected() const;
+  // Returns: jobs being aggregated now.
+  size_t active_jobs() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace taskfarm::sink

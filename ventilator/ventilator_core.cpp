@@ -1,0 +1,328 @@
+#include "ventilator/ventilator_core.h"
+
+#include <fmt/core.h>
+
+#include "common/errors.h"
+#include "common/log.h"
+#include "common/net.h"
+#include "common/text.h"
+
+namespace taskfarm::ventilator {
+
+VentilatorCore::VentilatorCore(CoreOptions options, const Clock& clock, VentilatorOutbox& out)
+    : opt_(std::move(options)),
+      clock_(clock),
+      out_(out),
+      dispatcher_(opt_.policy, clock),
+      jobs_(clock, opt_.table_limits),
+      epoch_(random_u64()) {}
+
+// ------------------------------------------------------------------ jobs
+
+JobRecord& VentilatorCore::add_job(v1::JobSpec spec, const std::string& where) {
+  validate_job(spec, where, opt_.job_limits);
+  return jobs_.add(std::move(spec), opt_.policy.max_attempts);
+}
+
+void VentilatorCore::finish_job(JobRecord& job, v1::JobState state) {
+  job.done = dispatcher_.job_acked(job.id);
+  if (!job.report) job.failed = dispatcher_.job_failed(job.id);
+  dispatcher_.remove_job(job.id);
+  log::info("job '{}' ({}) {}: {} tasks, {} failed, {:.3f} s", printable(job.name),
+            job_hex(job.id), job_state_name(state), job.total, job.failed,
+            static_cast<double>(clock_.steady_ns() - job.submitted_ns) * 1e-9);
+  jobs_.finish(job, state);
+}
+
+bool VentilatorCore::end_early(JobRecord& job, v1::JobState state) {
+  if (job.finished()) return false;
+  v1::Envelope cancel;
+  cancel.mutable_cancel_job()->set_job_id(job.id);
+  cancel.mutable_cancel_job()->set_state(state);
+  out_.to_sink(cancel);
+  for (const auto& w : dispatcher_.worker_ids()) (void)out_.to_worker(w, cancel);
+  finish_job(job, state);
+  return true;
+}
+
+void VentilatorCore::kill_workers() {
+  v1::Envelope kill;
+  kill.mutable_kill();
+  for (const auto& w : dispatcher_.worker_ids()) (void)out_.to_worker(w, kill);
+}
+
+// ------------------------------------------------------------------ workers
+
+void VentilatorCore::send_give_ups(const std::vector<GiveUp>& give_ups) {
+  if (give_ups.empty()) return;
+  v1::Envelope env;
+  auto* batch = env.mutable_results();
+  batch->mutable_worker()->set_host(host_name());  // no id: not a worker
+  v1::Task task;
+  for (const auto& g : give_ups) {
+    JobRecord* rec = jobs_.get(g.task.job_id);
+    if (!rec || !rec->job) continue;
+    rec->job->fill(g.task.task_id, &task);
+    auto* r = batch->add_results();
+    r->set_job_id(g.task.job_id);
+    r->set_task_id(g.task.task_id);
+    r->set_attempt(g.task.attempt);
+    r->set_status(v1::STATUS_FAILED);
+    r->set_error(g.error);
+    r->set_kernel(task.kernel());
+    log::warn("task {} of job '{}' failed: {}", g.task.task_id, printable(rec->name), g.error);
+  }
+  if (batch->results_size() > 0) out_.to_sink(env);
+}
+
+bool VentilatorCore::on_worker_message(const std::string& worker, const v1::Envelope& env) {
+  auto ask_to_reconnect = [&] {
+    v1::Envelope again;
+    again.mutable_reconnect();
+    (void)out_.to_worker(worker, again);
+  };
+  switch (env.body_case()) {
+    case v1::Envelope::kHello: {
+      const auto& h = env.hello();
+      log::info("worker {} joined ({} on {}, {} slots)", printable(h.worker().id()),
+                printable(h.worker().device()), printable(h.worker().host()), h.worker().slots());
+      send_give_ups(dispatcher_.on_hello(worker, h.worker(), h.credit()));
+      v1::Envelope welcome;
+      welcome.mutable_welcome()->set_epoch(epoch_);
+      welcome.mutable_welcome()->set_heartbeat_ms(static_cast<uint32_t>(opt_.heartbeat_ms));
+      (void)out_.to_worker(worker, welcome);
+      break;
+    }
+    case v1::Envelope::kCredit:
+      if (!dispatcher_.on_credit(worker, env.credit().credit())) ask_to_reconnect();
+      break;
+    case v1::Envelope::kHeartbeat:
+      if (!dispatcher_.on_heartbeat(worker)) ask_to_reconnect();
+      break;
+    case v1::Envelope::kGoodbye:
+      dispatcher_.on_goodbye(worker, env.goodbye());
+      log::info("worker leaving; {} unstarted tasks returned", env.goodbye().returned_size());
+      break;
+    default:
+      return false;
+  }
+  return true;
+}
+
+bool VentilatorCore::send_tasks(const Assignment& a, int64_t sent_ns) {
+  batch_scratch_.Clear();  // keeps the Task objects for reuse
+  const Job* job = nullptr;
+  uint64_t job_id = 0;
+  for (const auto& t : a.tasks) {
+    if (!job || t.job_id != job_id) job = jobs_.get(job_id = t.job_id)->job.get();
+    auto* task = batch_scratch_.add_tasks();
+    job->fill(t.task_id, task);
+    task->set_attempt(t.attempt);
+    task->set_sent_ns(sent_ns);
+  }
+  // Lend the batch to the envelope; take it back even if sending throws.
+  struct GiveBack {
+    v1::Envelope& envelope;
+    ~GiveBack() { (void)envelope.release_tasks(); }
+  } give_back{scratch_};
+  scratch_.set_allocated_tasks(&batch_scratch_);
+  return out_.to_worker(a.worker, scratch_);
+}
+
+void VentilatorCore::dispatch() {
+  for (;;) {
+    auto assignments = dispatcher_.assign();
+    if (assignments.empty()) return;
+    const int64_t now = clock_.wall_ns();
+    for (const auto& a : assignments) {
+      if (!send_tasks(a, now)) {
+        dispatcher_.unsend(a);
+        send_give_ups(dispatcher_.on_unreachable(a.worker));
+      }
+    }
+  }
+}
+
+void VentilatorCore::heartbeat_workers() {
+  v1::Envelope hb;
+  hb.mutable_heartbeat()->set_epoch(epoch_);
+  for (const auto& w : dispatcher_.worker_ids()) {
+    if (!out_.to_worker(w, hb)) send_give_ups(dispatcher_.on_unreachable(w));
+  }
+}
+
+// ------------------------------------------------------------------ sink
+
+void VentilatorCore::on_sink_message(const v1::Envelope& env) {
+  switch (env.body_case()) {
+    case v1::Envelope::kAck: dispatcher_.on_ack(env.ack()); break;
+    case v1::Envelope::kJobAccepted: {
+      JobRecord* job = jobs_.get(env.job_accepted().job_id());
+      if (!job || job->state != v1::JOB_QUEUED) break;
+      if (!env.job_accepted().error().empty()) {
+        job->error = fmt::format("refused by the sink: {}", env.job_accepted().error());
+        log::warn("job '{}' ({}) {}", printable(job->name), job_hex(job->id), job->error);
+        finish_job(*job, v1::JOB_FAILED);
+        break;
+      }
+      jobs_.start(*job);
+      uint64_t task_bytes = 0;
+      for (const auto& t : job->job->spec().tasks()) {
+        task_bytes = std::max<uint64_t>(task_bytes, t.payload().size());
+      }
+      dispatcher_.add_job(job->id, job->total, job->priority, job->max_attempts, task_bytes);
+      log::info("sink accepted job '{}'; dispatching to {} workers", printable(job->name),
+                dispatcher_.workers());
+      break;
+    }
+    case v1::Envelope::kBatchEnd: {
+      const auto& be = env.batch_end();
+      JobRecord* job = jobs_.get(be.job_id());
+      if (!job || job->finished()) break;
+      job->stop_workers = be.stop_workers();
+      job->failed = be.tasks_failed();
+      if (be.has_report()) job->report = be.report();
+      v1::JobState state = be.state();
+      if (!job_state_final(state)) state = be.tasks_failed() > 0 ? v1::JOB_FAILED : v1::JOB_DONE;
+      finish_job(*job, state);
+      break;
+    }
+    default: break;  // Kill and others are for workers
+  }
+}
+
+void VentilatorCore::announce(JobRecord& job, int64_t now) {
+  if (job.state != v1::JOB_QUEUED || now < job.next_announce_ns || !job.job) return;
+  v1::Envelope env;
+  auto* bs = env.mutable_batch_start();
+  bs->set_job_id(job.id);
+  bs->set_name(job.name);
+  bs->set_total(job.total);
+  bs->set_max_attempts(job.max_attempts);
+  bs->set_start_ns(clock_.wall_ns());
+  *bs->mutable_spec() = job.job->spec();
+  for (auto& t : *bs->mutable_spec()->mutable_tasks()) t.clear_payload();  // not for the sink
+  out_.announce_to_sink(env);
+  job.next_announce_ns = now + ms_to_ns(job.announce_backoff_ms);
+  job.announce_backoff_ms = std::min<int64_t>(job.announce_backoff_ms * 2, 1000);
+}
+
+bool VentilatorCore::waiting_for_sink() const {
+  for (const auto& [id, job] : jobs_.jobs()) {
+    if (job.state == v1::JOB_QUEUED) return true;
+  }
+  return false;
+}
+
+// Jobs whose every task is acknowledged get their BatchEnd at once; if it was lost, they finish
+// on the acks alone after a moment.
+void VentilatorCore::finish_acked_jobs(int64_t now) {
+  for (auto& [id, job] : jobs_.jobs()) {
+    if (job.state != v1::JOB_RUNNING || !dispatcher_.job_done(id)) continue;
+    if (job.all_acked_ns == 0) job.all_acked_ns = now;
+    if (now - job.all_acked_ns > ms_to_ns(2000)) {
+      job.failed = dispatcher_.job_failed(id);
+      finish_job(job, job.failed > 0 ? v1::JOB_FAILED : v1::JOB_DONE);
+    }
+  }
+}
+
+void VentilatorCore::tick() {
+  const int64_t now = clock_.steady_ns();
+  for (auto& [id, job] : jobs_.jobs()) announce(job, now);
+  if (now >= next_heartbeat_ns_) {
+    heartbeat_workers();
+    send_give_ups(dispatcher_.expire());
+    next_heartbeat_ns_ = now + ms_to_ns(opt_.heartbeat_ms);
+  }
+  dispatch();
+  finish_acked_jobs(now);
+}
+
+// ------------------------------------------------------------------ job service
+
+v1::JobStatus VentilatorCore::status_of(const JobRecord& job) const {
+  v1::JobStatus st;
+  st.set_job_id(job_hex(job.id));
+  st.set_name(job.name);
+  st.set_state(job.state);
+  st.set_total(job.total);
+  st.set_priority(job.priority);
+  const int64_t now = clock_.steady_ns();
+  st.set_age_s(static_cast<double>(now - job.submitted_ns) * 1e-9);
+  st.set_error(job.error);
+  if (job.finished()) {
+    st.set_done(job.done);
+    st.set_failed(job.failed);
+    if (job.report) {
+      *st.mutable_report() = *job.report;
+      st.set_done(job.report->tasks_ok() + job.report->tasks_failed());
+      st.set_tasks_per_s(job.report->tasks_per_s());
+    }
+  } else {
+    st.set_done(dispatcher_.job_acked(job.id));
+    st.set_failed(dispatcher_.job_failed(job.id));
+    if (job.started_ns > 0 && now > job.started_ns) {
+      st.set_tasks_per_s(static_cast<double>(st.done()) /
+                         (static_cast<double>(now - job.started_ns) * 1e-9));
+    }
+  }
+  return st;
+}
+
+v1::Envelope VentilatorCore::on_request(const v1::Envelope& env) {
+  v1::Envelope reply;
+  switch (env.body_case()) {
+    case v1::Envelope::kSubmit: {
+      auto* r = reply.mutable_submit_reply();
+      try {
+        r->set_job_id(job_hex(add_job(env.submit().job(), "job").id));
+      } catch (const SetupError& e) {
+        r->set_error(e.what());
+        log::warn("refused a job: {}", printable(e.what(), 500));
+      }
+      break;
+    }
+    case v1::Envelope::kStatus: {
+      auto* r = reply.mutable_status_reply();
+      const std::string& key = env.status().job();
+      if (key.empty()) {
+        for (const auto& [id, job] : jobs_.jobs()) {
+          auto st = status_of(job);
+          st.clear_report();  // the list stays small
+          *r->add_jobs() = std::move(st);
+        }
+      } else if (const JobRecord* job = jobs_.find(key)) {
+        *r->add_jobs() = status_of(*job);
+      } else {
+        r->set_error(fmt::format("unknown job '{}'", printable(key)));
+      }
+      break;
+    }
+    case v1::Envelope::kCancel: {
+      auto* r = reply.mutable_cancel_reply();
+      const std::string& key = env.cancel().job();
+      JobRecord* job = jobs_.find(key);
+      if (!job) {
+        r->set_error(fmt::format("unknown job '{}'", printable(key)));
+      } else if (job->finished()) {
+        r->set_error(fmt::format("job '{}' is already {}", printable(key),
+                                 job_state_name(job->state)));
+      } else {
+        r->set_job_id(job_hex(job->id));
+        end_early(*job, v1::JOB_CANCELLED);
+      }
+      break;
+    }
+    case v1::Envelope::kServiceInfoRequest: {
+      auto* r = reply.mutable_service_info();
+      r->set_protocol_version(kProtocolVersion);
+      r->set_max_job_bytes(static_cast<uint64_t>(opt_.max_job_bytes));
+      break;
+    }
+    default: break;  // no reply: the caller counts it as rejected
+  }
+  return reply;
+}
+
+}  // namespace taskfarm::ventilator

@@ -1,0 +1,91 @@
+// The ventilator's state machine without sockets: messages from workers, from the sink and
+// from clients go in; what must be sent goes out through a VentilatorOutbox. It owns the
+// JobTable (jobs) and the Dispatcher (leases, credits). The socket loop (ventilator.cpp), unit
+// tests and fuzzers drive this one class.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/protocol.h"
+#include "ventilator/dispatcher.h"
+#include "ventilator/job.h"
+#include "ventilator/job_table.h"
+
+namespace taskfarm::ventilator {
+
+class VentilatorOutbox {
+ public:
+  virtual ~VentilatorOutbox() = default;
+  // To one worker (by routing id). Returns: false when it cannot be reached now.
+  virtual bool to_worker(const std::string& worker, v1::Envelope& env) = 0;
+  // To the sink's results socket; kept and sent later when the sink cannot take it now.
+  virtual void to_sink(v1::Envelope& env) = 0;
+  // A BatchStart: dropped when the sink cannot take it now (the next one follows).
+  virtual void announce_to_sink(v1::Envelope& env) = 0;
+};
+
+struct CoreOptions {
+  DispatchPolicy policy;
+  JobLimits job_limits;
+  TableLimits table_limits;
+  int64_t max_job_bytes = kDefaultMaxJobBytes;
+  int64_t heartbeat_ms = 500;
+  std::string sink_endpoint;  // for messages about a missing sink
+};
+
+class VentilatorCore {
+ public:
+  VentilatorCore(CoreOptions options, const Clock& clock, VentilatorOutbox& out);
+
+  // Validates and queues a job. Returns: its record. Throws: SetupError.
+  JobRecord& add_job(v1::JobSpec spec, const std::string& where);
+  // Ends a job before its last task (cancelled, or interrupted): the sink writes a partial
+  // report, workers drop its queued tasks. Returns: false when it had already ended.
+  bool end_early(JobRecord& job, v1::JobState state);
+  // Tells every known worker to exit.
+  void kill_workers();
+
+  // Handlers of one decoded message each. Never throw for a bad message.
+  // Returns: false for a message a worker must not send (the caller counts it as rejected).
+  bool on_worker_message(const std::string& worker, const v1::Envelope& env);
+  void on_sink_message(const v1::Envelope& env);
+  // Returns: the reply to a client's request, without a body for requests it does not serve.
+  v1::Envelope on_request(const v1::Envelope& env);
+
+  // Periodic work: announces queued jobs to the sink, heartbeats and expires workers (every
+  // heartbeat_ms), hands out tasks against credit, finishes fully acknowledged jobs.
+  void tick();
+  // Hands out tasks to workers with credit (also after each burst of messages).
+  void dispatch();
+
+  JobTable& jobs() { return jobs_; }
+  const Dispatcher& dispatcher() const { return dispatcher_; }
+  // Returns: whether some job waits for the sink to accept it.
+  bool waiting_for_sink() const;
+  // Returns: the status of a job as clients see it.
+  v1::JobStatus status_of(const JobRecord& job) const;
+
+ private:
+  void finish_job(JobRecord& job, v1::JobState state);
+  void send_give_ups(const std::vector<GiveUp>& give_ups);
+  void announce(JobRecord& job, int64_t now);
+  bool send_tasks(const Assignment& a, int64_t sent_ns);
+  void heartbeat_workers();
+  void finish_acked_jobs(int64_t now);
+
+  CoreOptions opt_;
+  const Clock& clock_;
+  VentilatorOutbox& out_;
+  Dispatcher dispatcher_;
+  JobTable jobs_;
+  uint64_t epoch_;
+  int64_t next_heartbeat_ns_ = 0;
+  v1::Envelope scratch_;  // reused for outgoing task batches
+  // Kept outside `scratch_`: Envelope::Clear() deletes its oneof body, and with it 1024 Tasks.
+  v1::TaskBatch batch_scratch_;
+};
+
+}  // namespace taskfarm::ventilator
