@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "common/text.h"
 #include "kernels/kernel.h"
 #include "worker/task_input.h"
 #include "ventilator/job.h"
@@ -31,6 +32,9 @@ inline void check_task(const ventilator::Job& job, uint64_t task_id) {
 // Checks a job that validate_job/parse_job_json accepted.
 inline void check_accepted_job(const v1::JobSpec& spec) {
   if (spec.name().empty()) fail("accepted job without a name");
+  if (auto why = name_problem(spec.name(), ventilator::kMaxJobNameBytes, true)) {
+    fail("accepted job whose name", *why);  // shown by `taskfarm status` and logged
+  }
   if (spec.max_attempts() < 1 || spec.max_attempts() > 100) fail("max_attempts out of range");
   ventilator::Job job(42, spec);
   if (job.total() == 0 || job.total() > ventilator::kMaxTasksPerJob) fail("bad total");
