@@ -28,9 +28,9 @@ std::string progress_line(const v1::JobStatus& s) {
   if (s.tasks_per_s() > 0 && s.total() > s.done()) {
     eta = fmt::format("{:.1f} s", static_cast<double>(s.total() - s.done()) / s.tasks_per_s());
   }
-  return fmt::format("{} {} {}/{} tasks, {} failed, {:.1f} tasks/s, ETA {}", printable(s.name()),
-                     job_state_name(s.state()), s.done(), s.total(), s.failed(), s.tasks_per_s(),
-                     eta);
+  return fmt::format("{} {} {}/{} tasks, {} failed, {:.1f} tasks/s, ETA {}",
+                     printable(s.name(), ventilator::kMaxJobNameBytes), job_state_name(s.state()),
+                     s.done(), s.total(), s.failed(), s.tasks_per_s(), eta);
 }
 
 // Polls the job until it finishes, showing progress. Returns: the exit code.
@@ -87,7 +87,7 @@ int print_status(client::JobClient& c, const std::string& job, bool json) {
              "TASKS/S", "AGE");
   for (const auto& s : reply.jobs()) {
     fmt::print("{:<16}  {:<20} {:<9} {:>19} {:>12.1f} {:>8.1f}s\n", printable(s.job_id()),
-               printable(s.name()), job_state_name(s.state()),
+               printable(s.name(), ventilator::kMaxJobNameBytes), job_state_name(s.state()),
                fmt::format("{}/{}", s.done(), s.total()), s.tasks_per_s(), s.age_s());
   }
   return kExitOk;

@@ -19,11 +19,21 @@ class LatencyHistogram {
     const auto v = static_cast<uint64_t>(value);
     ++counts_[index_of(v)];
     ++total_;
+    sum_ += v;
     if (v > max_) max_ = v;
   }
 
   uint64_t count() const { return total_; }
   uint64_t max() const { return max_; }
+  uint64_t sum() const { return sum_; }  // of every recorded value (wraps after 2^64)
+
+  // Calls f(upper_bound, count) for each non-empty bucket, in increasing order.
+  template <typename F>
+  void for_each_bucket(F&& f) const {
+    for (int i = 0; i < kBuckets; ++i) {
+      if (counts_[i] != 0) f(upper_bound(i), counts_[i]);
+    }
+  }
 
   // Returns: the value at quantile q in [0, 1] (an upper bound of its bucket, capped at max()),
   // or 0 when empty.
@@ -47,6 +57,7 @@ class LatencyHistogram {
   void merge(const LatencyHistogram& other) {
     for (int i = 0; i < kBuckets; ++i) counts_[i] += other.counts_[i];
     total_ += other.total_;
+    sum_ += other.sum_;
     if (other.max_ > max_) max_ = other.max_;
   }
 
@@ -67,6 +78,7 @@ class LatencyHistogram {
  private:
   std::array<uint64_t, kBuckets> counts_{};
   uint64_t total_ = 0;
+  uint64_t sum_ = 0;
   uint64_t max_ = 0;
 };
 

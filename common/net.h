@@ -75,14 +75,15 @@ int drain_socket(zmq::socket_t& socket, Framing framing, RejectCounter& rejects,
     if (framing != Framing::kBody) {
       if (!prefix.more()) {
         rejects.reject(framing == Framing::kTopic ? "message without a topic"
-                                                  : "frame without routing id");
+                                                  : "frame without routing id",
+                       peer_of(prefix));
         continue;
       }
       (void)socket.recv(body, zmq::recv_flags::none);  // the rest of a message is there at once
     }
     if (body.more()) {
       while (body.more()) (void)socket.recv(body, zmq::recv_flags::none);
-      rejects.reject("multipart message");
+      rejects.reject("multipart message", peer_of(body, prefix.to_string_view()));
       continue;
     }
     handle(framing == Framing::kBody ? std::string_view{} : prefix.to_string_view(), body);

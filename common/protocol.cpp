@@ -43,11 +43,33 @@ Decoded decode(const void* data, size_t size) {
   return out;
 }
 
-void RejectCounter::reject(std::string_view why) {
+void RejectCounter::reject(std::string_view why, std::string_view peer) {
   ++count_;
-  if (count_ <= 5 || count_ % 1000 == 0) {
-    log::warn("{}: rejected message #{}: {}", where_, count_, why);
+  ++unlogged_;
+  const auto now = std::chrono::steady_clock::now();
+  if (count_ > kWarnFirst && now < next_warn_) return;
+  const std::string from = peer.empty() ? std::string() : fmt::format(" from {}", peer);
+  if (unlogged_ > 1) {
+    log::warn("{}: rejected message #{}{}: {} ({} more since the last warning)", where_, count_,
+              from, why, unlogged_ - 1);
+  } else {
+    log::warn("{}: rejected message #{}{}: {}", where_, count_, from, why);
   }
+  unlogged_ = 0;
+  if (count_ >= kWarnFirst) next_warn_ = now + kWarnInterval;
+}
+
+std::string peer_of(const zmq::message_t& frame, std::string_view fallback) {
+  auto* msg = const_cast<zmq_msg_t*>(frame.handle());
+  for (const char* property : {"Peer-Address", "User-Id"}) {
+    const char* value = zmq_msg_gets(msg, property);
+    if (value && *value) return value;
+  }
+  if (fallback.empty()) return {};
+  // Routing ids are binary: print them as hex.
+  std::string hex;
+  for (unsigned char c : fallback) hex += fmt::format("{:02x}", c);
+  return "routing id " + hex;
 }
 
 std::string_view body_name(const v1::Envelope& e) {
@@ -74,6 +96,7 @@ std::string_view body_name(const v1::Envelope& e) {
     case v1::Envelope::kCancelReply: return "cancel_reply";
     case v1::Envelope::kServiceInfoRequest: return "service_info_request";
     case v1::Envelope::kServiceInfo: return "service_info";
+    case v1::Envelope::kMetricsSinkStats: return "metrics_sink_stats";
     case v1::Envelope::BODY_NOT_SET: break;
   }
   return "none";

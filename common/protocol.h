@@ -3,6 +3,7 @@
 
 #include <zmq.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -63,18 +64,30 @@ Decoded decode(const void* data, size_t size);
 std::optional<std::string> decode_into(const void* data, size_t size, v1::Envelope& envelope);
 inline Decoded decode(const zmq::message_t& frame) { return decode(frame.data(), frame.size()); }
 
-// Counts and rate-limits the logging of rejected frames (garbage, wrong version, bad framing).
+// Counts rejected frames (garbage, wrong version, bad framing) and logs them rate-limited: the
+// first few at once, then one warning per kWarnInterval with how many more came, so a bad peer
+// is named in the log without flooding it. The count is exported as a metric.
 class RejectCounter {
  public:
+  static constexpr int kWarnFirst = 5;
+  static constexpr std::chrono::seconds kWarnInterval{10};
+
   explicit RejectCounter(std::string where) : where_(std::move(where)) {}
-  // Records one rejection; logs the first few and then every 1000th.
-  void reject(std::string_view why);
+  // Records one rejection by `peer` (an address or key; empty when unknown).
+  void reject(std::string_view why, std::string_view peer = {});
   uint64_t count() const { return count_; }
+  const std::string& where() const { return where_; }
 
  private:
   std::string where_;
   uint64_t count_ = 0;
+  uint64_t unlogged_ = 0;  // rejections since the last warning
+  std::chrono::steady_clock::time_point next_warn_{};
 };
+
+// Returns: who sent `frame`, for logs: the TCP peer address, else the CURVE public key, else
+// `fallback` (a routing id, say). Never throws.
+std::string peer_of(const zmq::message_t& frame, std::string_view fallback = {});
 
 // Returns: the name of the envelope's body ("tasks", "results", ...), for logs.
 std::string_view body_name(const v1::Envelope& envelope);

@@ -35,7 +35,7 @@ inline void check_accepted_job(const v1::JobSpec& spec) {
   if (auto why = name_problem(spec.name(), ventilator::kMaxJobNameBytes, true)) {
     fail("accepted job whose name", *why);  // shown by `taskfarm status` and logged
   }
-  if (spec.max_attempts() < 1 || spec.max_attempts() > 100) fail("max_attempts out of range");
+  if (spec.max_attempts() > 100) fail("max_attempts out of range");  // 0: the ventilator's default
   ventilator::Job job(42, spec);
   if (job.total() == 0 || job.total() > ventilator::kMaxTasksPerJob) fail("bad total");
   uint64_t first = 0;  // first and last task of every entry

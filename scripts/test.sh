@@ -2,7 +2,7 @@
 # Installs missing dependencies, builds, and runs the whole test suite with ctest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh
+scripts/deps.sh --test
 werror=OFF
 [ "${CI:-}" = "true" ] && werror=ON
 scripts/build.sh -DTASKFARM_BUILD_TESTS=ON -DTASKFARM_WERROR="$werror" "$@"

@@ -54,6 +54,7 @@ class JobAggregator {
   uint64_t done() const { return ok_ + failed_; }
   uint64_t ok() const { return ok_; }
   uint64_t failed() const { return failed_; }
+  const LatencyHistogram& latency() const { return latency_ns_; }  // send to receive, ns
 
   // Returns: the report as of now (final once complete()).
   v1::Report report() const;

@@ -72,11 +72,13 @@ struct Sink::Impl {
         }
         if (!got) break;
         const bool more = frame.more();
-        core.on_frame(frame.data(), frame.size(), more, curve.sent_by(frame, kRoleHead));
+        core.on_frame(frame.data(), frame.size(), more, [&frame] { return peer_of(frame); },
+                      curve.sent_by(frame, kRoleHead));
         while (frame.more()) (void)results.recv(frame, zmq::recv_flags::none);  // discard extras
       }
       core.flush_acks();
       core.progress();
+      core.publish_stats();
       exit_code = core.finish_complete_jobs();
     }
     if (!exit_code) exit_code = core.stop();

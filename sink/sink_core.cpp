@@ -16,6 +16,7 @@
 #include "common/text.h"
 #include "kernels/inputs.h"
 #include "sink/aggregator.h"
+#include "sink/metrics.h"
 #include "sink/png.h"
 
 namespace taskfarm::sink {
@@ -96,13 +97,16 @@ struct SinkCore::Impl {
   v1::Ack pending_ack;  // acks not yet published
   int64_t last_progress_ns = 0;
   uint64_t late_results = 0;
+  SinkMetrics metrics;  // totals for the ventilator's /metrics (issue 16)
+  int64_t next_stats_ns = 0;
+  const std::function<std::string()>* peer = nullptr;  // of the frame being handled
   std::vector<char> arena_block = std::vector<char>(512 << 10);
 
   Impl(const SinkOptions& o, const Clock& c, Publish p)
       : opt(o), clock(c), publish(std::move(p)) {}
 
   void reject(SinkJob* job, std::string_view why) {
-    rejects.reject(why);
+    rejects.reject(why, peer && *peer ? (*peer)() : std::string());
     if (job) {
       ++job->rejected;
     } else {
@@ -355,7 +359,13 @@ struct SinkCore::Impl {
     }
   }
 
-  void on_frame(const void* data, size_t size, bool more, bool from_head) {
+  void on_frame(const void* data, size_t size, bool more,
+                const std::function<std::string()>& from, bool from_head) {
+    peer = &from;
+    struct Reset {
+      const std::function<std::string()>*& p;
+      ~Reset() { p = nullptr; }
+    } reset{peer};
     try {
       handle(data, size, more, from_head);
     } catch (const std::exception& e) {
@@ -363,6 +373,17 @@ struct SinkCore::Impl {
       // every handler checks before it changes anything.
       reject(nullptr, fmt::format("message made the sink fail: {}", e.what()));
     }
+  }
+
+  void publish_stats() {
+    const int64_t now = clock.steady_ns();
+    if (now < next_stats_ns) return;
+    next_stats_ns = now + ms_to_ns(500);
+    std::vector<const JobAggregator*> jobs;
+    for (const auto& [id, job] : active) jobs.push_back(&job.agg);
+    v1::Envelope env;
+    *env.mutable_metrics_sink_stats() = metrics.stats(jobs, rejects.count(), late_results);
+    publish(kTopicAck, env);
   }
 
   void progress() {
@@ -405,6 +426,7 @@ struct SinkCore::Impl {
   // Reports a job and publishes its end. Returns: the exit code it stands for.
   int end_job(uint64_t id, SinkJob& job, v1::JobState state) {
     v1::Report rep = job.agg.report();
+    metrics.fold(job.agg);
     rep.set_rejected_messages(
         static_cast<uint32_t>(job.rejected + (unattributed - job.unattributed_at_start)));
     rep.set_state(std::string(job_state_name(state)));
@@ -482,9 +504,11 @@ struct SinkCore::Impl {
 SinkCore::SinkCore(const SinkOptions& options, const Clock& clock, Publish publish)
     : impl_(std::make_unique<Impl>(options, clock, std::move(publish))) {}
 SinkCore::~SinkCore() = default;
-void SinkCore::on_frame(const void* data, size_t size, bool more, bool from_head) {
-  impl_->on_frame(data, size, more, from_head);
+void SinkCore::on_frame(const void* data, size_t size, bool more,
+                        const std::function<std::string()>& peer, bool from_head) {
+  impl_->on_frame(data, size, more, peer, from_head);
 }
+void SinkCore::publish_stats() { impl_->publish_stats(); }
 void SinkCore::flush_acks() { impl_->flush_acks(); }
 std::optional<int> SinkCore::finish_complete_jobs() { return impl_->finish_complete_jobs(); }
 void SinkCore::progress() { impl_->progress(); }

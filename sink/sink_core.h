@@ -32,7 +32,9 @@ class SinkCore {
   // `from_head`: its sender's key has the head role, always true without CURVE: workers share
   // the socket, and job starts and cancels are taken from the head only).
   // Never throws: a frame it cannot use is counted as rejected and dropped.
-  void on_frame(const void* data, size_t size, bool more, bool from_head = true);
+  // `peer` names the sender for the log when the frame is rejected (may be empty).
+  void on_frame(const void* data, size_t size, bool more,
+                const std::function<std::string()>& peer = {}, bool from_head = true);
 
   // Publishes the acknowledgements gathered since the last call (one message per job).
   void flush_acks();
@@ -43,6 +45,9 @@ class SinkCore {
 
   // Logs progress of the active jobs (at most every 5 s).
   void progress();
+
+  // Publishes the sink's totals for the ventilator's /metrics (issue 16), twice a second.
+  void publish_stats();
 
   // Stops: in one-shot mode the active batch gets a partial report (state "interrupted"),
   // which is also published so that the ventilator and the workers end it too.

@@ -40,7 +40,7 @@ TEST(BadInput, VentilatorRejectsBadFlagsAndJobsWithOneLine) {
       farm.write("field.json", R"({"tasks": [{"kernel": "noop", "count": 1, "cnt": 2}]})");
   const std::string empty = farm.write("empty.json", R"({"name": "x", "tasks": []})");
   const Rejection cases[] = {
-      {{v, "--bind", bind, "--kernel", "fft", "--tasks", "3"}, "unknown kernel 'fft'"},
+      {{v, "--bind", bind, "--kernel", "f/t", "--tasks", "3"}, "'f/t' is not a kernel name"},
       {{v, "--bind", bind, "--kernel", "saxpy", "--tasks", "3", "--size", "-4"}, "-4"},
       {{v, "--bind", bind, "--kernel", "sgemm", "--tasks", "1", "--size", "1000000"}, "1000000"},
       {{v, "--bind", bind, "--kernel", "noop", "--tasks", "0"}, "--tasks"},

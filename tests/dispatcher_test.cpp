@@ -348,3 +348,70 @@ TEST(Dispatcher, HelloAgainFromTheSameProcessKeepsItsTasks) {
 
 }  // namespace
 }  // namespace taskfarm::ventilator
+
+namespace taskfarm::ventilator {
+namespace {
+
+v1::WorkerInfo offering(const std::string& id, std::initializer_list<const char*> kernels) {
+  v1::WorkerInfo w;
+  w.set_id(id);
+  for (const char* k : kernels) w.add_kernels(k);
+  return w;
+}
+
+TEST(Dispatcher, TasksGoOnlyToWorkersOfferingTheirKernel) {
+  ManualClock clock;
+  Dispatcher d(DispatchPolicy{}, clock);
+  d.add_job(JobShape{1, 0, 0, {{"gpu.fft", 5, 0}, {"noop", 5, 0}}});
+  (void)d.on_hello("cpu", offering("cpu", {"noop", "sleep"}), 100);
+  auto as = d.assign();
+  ASSERT_EQ(as.size(), 1u);
+  ASSERT_EQ(as[0].tasks.size(), 5u);
+  for (const auto& t : as[0].tasks) EXPECT_GE(t.task_id, 5u) << "a gpu.fft task on the cpu";
+  EXPECT_EQ(d.waiting_reason(1), "no connected worker offers kernel 'gpu.fft'");
+  EXPECT_FALSE(d.offered("gpu.fft"));
+  (void)d.on_hello("gpu", offering("gpu", {"gpu.fft", "noop"}), 100);
+  EXPECT_TRUE(d.offered("gpu.fft"));
+  auto more = d.assign();
+  ASSERT_EQ(more.size(), 1u);
+  EXPECT_EQ(more[0].worker, "gpu");
+  EXPECT_EQ(more[0].tasks.size(), 5u);
+  for (const auto& t : more[0].tasks) EXPECT_LT(t.task_id, 5u);
+  EXPECT_EQ(d.waiting_reason(1), "");
+}
+
+TEST(Dispatcher, LostTasksAreReissuedOnlyToCapableWorkers) {
+  ManualClock clock;
+  DispatchPolicy p;
+  p.worker_timeout_ms = 1000;
+  Dispatcher d(p, clock);
+  d.add_job(JobShape{1, 0, 0, {{"plug.k", 3, 0}}});
+  (void)d.on_hello("a", offering("a", {"plug.k"}), 3);
+  ASSERT_EQ(count_tasks(d.assign()), 3u);
+  clock.advance_ms(1500);
+  (void)d.on_hello("b", offering("b", {"noop"}), 10);
+  EXPECT_TRUE(d.expire().empty());  // "a" lost
+  EXPECT_TRUE(d.assign().empty()) << "b cannot run plug.k";
+  EXPECT_EQ(d.waiting_reason(1), "no connected worker offers kernel 'plug.k'");
+  (void)d.on_hello("c", offering("c", {"plug.k"}), 10);
+  auto as = d.assign();
+  ASSERT_EQ(as.size(), 1u);
+  EXPECT_EQ(as[0].worker, "c");
+  EXPECT_EQ(as[0].tasks.size(), 3u);
+  for (const auto& t : as[0].tasks) EXPECT_EQ(t.attempt, 2u);
+}
+
+TEST(Dispatcher, WaitingReasonsSayWhyAJobDoesNotMove) {
+  ManualClock clock;
+  Dispatcher d(DispatchPolicy{}, clock);
+  d.add_job(1, 10);
+  EXPECT_EQ(d.waiting_reason(1), "no worker connected");
+  d.add_job(2, 10, /*priority=*/5);
+  (void)d.on_hello("a", offering("a", {"noop"}), 4);
+  (void)d.assign();  // all four to the priority-5 job
+  EXPECT_EQ(d.waiting_reason(1), "workers busy with higher-priority jobs");
+  EXPECT_EQ(d.waiting_reason(2), "");
+}
+
+}  // namespace
+}  // namespace taskfarm::ventilator

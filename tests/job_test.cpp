@@ -1,6 +1,8 @@
 // Job files: the JSON mapping of v1::JobSpec, validation with one-line errors, lazy task ids.
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <cstdio>
 #include <fstream>
 
@@ -56,7 +58,23 @@ TEST(Job, RejectsBadJobsWithOneLineMessages) {
   } cases[] = {
       {"{", "invalid job"},
       {R"({"tasks": []})", "no tasks"},
-      {R"({"tasks": [{"kernel": "fft", "count": 1}]})", "unknown kernel 'fft'"},
+      {R"({"tasks": [{"kernel": "f/t", "count": 1}]})", "'f/t' is not a kernel name"},
+      {R"({"tasks": [{"kernel": "", "count": 1}]})", "is not a kernel name"},
+      {R"({"tasks": [{"kernel": "fft", "count": 1, "size": -1}]})", "negative size -1"},
+      {R"({"tasks": [{"kernel": "fft", "count": 1, "argv": ["x"]}]})", "for the exec kernel"},
+      {R"({"tasks": [{"kernel": "exec", "count": 1}]})", "exec needs argv"},
+      {R"({"tasks": [{"kernel": "exec", "count": 1, "argv": ["a", "{nope}"]}]})",
+       "unknown placeholder {nope}"},
+      {R"({"tasks": [{"kernel": "exec", "count": 1, "argv": ["a", "{index"]}]})", "unclosed"},
+      {R"({"tasks": [{"kernel": "exec", "count": 1, "argv": ["a"], "timeout_s": -1}]})",
+       "timeout_s"},
+      {R"({"tasks": [{"kernel": "noop", "count": 3, "params": [{"x": 1}]}]})",
+       "count 3 but params has 1 points"},
+      {R"({"tasks": [{"kernel": "noop", "params": [{"x": [1]}]}]})", "number, a string or a boolean"},
+      {R"({"tasks": [{"kernel": "noop", "params": [{"1x": 1}]}]})", "not a parameter name"},
+      {R"({"tasks": [{"kernel": "noop", "params": {"grid": {"x": []}}}]})", "non-empty list"},
+      {R"({"tasks": [{"kernel": "noop", "params": {"x": [1]}}]})", "expected a list of points"},
+      {R"({"tasks": [{"kernel": "noop", "params": 5}]})", "expected a list of points"},
       {R"({"tasks": [{"kernel": "saxpy", "count": 0}]})", "count is 0"},
       {R"({"tasks": [{"kernel": "saxpy", "count": 1, "size": -5}]})", "-5"},
       {R"({"tasks": [{"kernel": "saxpy", "count": 1, "size": 1000000000000}]})", "1000000000000"},
@@ -87,6 +105,51 @@ TEST(Job, NameDefaultsToTheFileName) {
   std::ofstream(path) << R"({"tasks": [{"kernel": "noop", "count": 3}]})";
   EXPECT_EQ(load_job_file(path).name(), "sweep-7");
   std::remove(path.c_str());
+}
+
+// A kernel the ventilator does not know is a plugin's: its job is accepted (the workers that
+// load the plugin check its tasks) and waits for one of them.
+TEST(Job, AcceptsPluginKernelsByName) {
+  auto job = parse_job_json(R"({"tasks": [{"kernel": "blackscholes.price", "count": 4,
+                                             "size": 1000, "payload": "AAAA"}]})");
+  EXPECT_EQ(job.tasks(0).kernel(), "blackscholes.price");
+  EXPECT_EQ(job.name(), "blackscholes.price");
+}
+
+TEST(Job, SweepsExpandIntoOneTaskPerPoint) {
+  auto list = parse_job_json(R"({"tasks": [{"kernel": "exec", "argv": ["sim", "{x}", "{mode}"],
+      "params": [{"x": 1, "mode": "fast"}, {"x": 2.5, "mode": "slow"}, {"x": -3, "mode": "a b"}]}]})");
+  ASSERT_EQ(list.tasks(0).count(), 3u);
+  Job lj(1, list);
+  v1::Task t;
+  lj.fill(1, &t);
+  ASSERT_EQ(t.params_size(), 2);
+  EXPECT_EQ(t.params(0).key(), "mode");  // keys in alphabetical order
+  EXPECT_EQ(t.params(0).value(), "slow");
+  EXPECT_EQ(t.params(1).key(), "x");
+  EXPECT_EQ(t.params(1).value(), "2.5");
+  ASSERT_EQ(t.argv_size(), 3);
+  EXPECT_EQ(t.argv(1), "{x}");  // expanded by the worker, which knows the attempt too
+
+  auto grid = parse_job_json(R"({"tasks": [{"kernel": "noop",
+      "params": {"grid": {"y": ["a", "b", "c"], "x": [1, 2], "flag": [true]}}}]})");
+  ASSERT_EQ(grid.tasks(0).count(), 6u);
+  Job gj(2, grid);
+  std::set<std::string> points;
+  for (uint64_t i = 0; i < 6; ++i) {
+    v1::Task g;
+    gj.fill(i, &g);
+    ASSERT_EQ(g.params_size(), 3);
+    EXPECT_EQ(g.params(0).value(), "true");
+    points.insert(g.params(1).value() + g.params(2).value());
+  }
+  EXPECT_EQ(points, (std::set<std::string>{"1a", "1b", "1c", "2a", "2b", "2c"}));
+  v1::Task last;
+  gj.fill(5, &last);  // the last key varies fastest
+  EXPECT_EQ(last.params(1).value() + last.params(2).value(), "2c");
+  v1::Task second;
+  gj.fill(1, &second);
+  EXPECT_EQ(second.params(1).value() + second.params(2).value(), "1b");
 }
 
 }  // namespace

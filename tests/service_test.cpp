@@ -104,7 +104,8 @@ TEST(Service, BadSubmissionsAreOneLineErrorsAndDoNotDisturbRunningJobs) {
       "run.json", R"({"name": "run", "tasks": [{"kernel": "sleep", "count": 200, "size": 5000}]})"));
   const std::pair<std::string, std::string> bad[] = {
       {"{ not json", "invalid job"},
-      {R"({"tasks": [{"kernel": "fft", "count": 1}]})", "unknown kernel 'fft'"},
+      {R"({"tasks": [{"kernel": "f f t", "count": 1}]})", "'f f t' is not a kernel name"},
+      {R"({"tasks": [{"kernel": "sgemm", "count": 1, "size": 99999}]})", "99999"},
       {R"({"tasks": [{"kernel": "noop", "count": -3}]})", "invalid job"},
       {R"({"tasks": []})", "no tasks"},
       {R"({"tasks": [{"kernel": "noop", "count": 1}], "colour": 1})", "colour"},

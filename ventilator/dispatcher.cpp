@@ -9,7 +9,31 @@
 
 namespace taskfarm::ventilator {
 
-bool Dispatcher::Job::has_work() const { return !requeued.empty() || next_fresh < total; }
+Dispatcher::Group& Dispatcher::Job::group_of(uint64_t task_id) {
+  // Last group whose first id is <= task_id (groups are few: a linear scan from the back).
+  for (auto it = groups.rbegin(); it != groups.rend(); ++it) {
+    if (it->first <= task_id) return *it;
+  }
+  return groups.front();
+}
+
+bool Dispatcher::Job::has_last_chance() const {
+  for (const auto& g : groups) {
+    if (!g.last_chance.empty()) return true;
+  }
+  return false;
+}
+
+uint32_t Dispatcher::intern(const std::string& kernel) {
+  auto [it, added] = kernel_ids_.try_emplace(kernel, static_cast<uint32_t>(kernel_names_.size()));
+  if (added) kernel_names_.push_back(kernel);
+  return it->second;
+}
+
+bool Dispatcher::can_run(const Worker& w, const Group& g) {
+  return g.kernel == kAnyKernel || w.offers_all ||
+         (g.kernel < w.kernels.size() && w.kernels[g.kernel]);
+}
 
 void Dispatcher::release(const Entry& e) {
   if (e.state != State::kAssigned) return;
@@ -21,25 +45,41 @@ void Dispatcher::release(const Entry& e) {
 
 void Dispatcher::requeue(Job& job, uint64_t task_id, Entry& e) {
   e.state = State::kQueued;
+  Group& g = job.group_of(task_id);
   if (e.attempt >= job.max_attempts && job.max_attempts > 1) {
-    job.last_chance.push_back(task_id);
+    g.last_chance.push_back(task_id);
   } else {
-    job.requeued.push_back(task_id);
+    g.requeued.push_back(task_id);
   }
 }
 
 Dispatcher::Dispatcher(DispatchPolicy policy, const Clock& clock)
     : policy_(policy), clock_(clock) {}
 
+void Dispatcher::add_job(const JobShape& shape) {
+  Job job;
+  job.id = shape.id;
+  job.priority = shape.priority;
+  job.max_attempts = shape.max_attempts > 0 ? shape.max_attempts : policy_.max_attempts;
+  uint64_t first = 0;
+  for (const auto& e : shape.entries) {
+    if (e.count == 0) continue;
+    Group g;
+    g.kernel = intern(e.kernel);
+    g.first = g.next_fresh = first;
+    g.end = first + e.count;
+    g.task_bytes = e.task_bytes;
+    first = g.end;
+    job.groups.push_back(std::move(g));
+  }
+  job.total = first;
+  if (job.groups.empty()) job.groups.push_back(Group{});  // an empty job: done at once
+  jobs_.insert_or_assign(shape.id, std::move(job));
+}
+
 void Dispatcher::add_job(uint64_t job_id, uint64_t total, int32_t priority,
                          uint32_t max_attempts, uint64_t task_bytes) {
-  Job job;
-  job.id = job_id;
-  job.total = total;
-  job.priority = priority;
-  job.max_attempts = max_attempts > 0 ? max_attempts : policy_.max_attempts;
-  job.task_bytes = task_bytes;
-  jobs_.emplace(job_id, std::move(job));
+  add_job(JobShape{job_id, priority, max_attempts, {{"", total, task_bytes}}});
 }
 
 void Dispatcher::remove_job(uint64_t job_id) {
@@ -71,24 +111,61 @@ size_t Dispatcher::unresolved() const {
 std::vector<GiveUp> Dispatcher::on_hello(const std::string& worker, const v1::WorkerInfo& info,
                                          uint32_t credit) {
   std::vector<GiveUp> give_ups;
-  if (auto it = workers_.find(worker); it != workers_.end()) {
-    // The same process (routing ids are per process) registering again, e.g. after a
-    // partition: it still holds its tasks, so they stay leased to it; only credit restarts.
-    Worker& w = it->second;
-    w.info = info;
-    w.credit = credit;
-    w.leaving = false;
-    w.last_seen_ns = clock_.steady_ns();
-    return give_ups;
+  auto it = workers_.find(worker);
+  if (it == workers_.end()) {
+    Worker w;
+    w.slot = next_slot_++;
+    slot_to_worker_[w.slot] = worker;
+    it = workers_.emplace(worker, std::move(w)).first;
   }
-  Worker w;
+  // The same process (routing ids are per process) may register again, e.g. after a
+  // partition: it still holds its tasks, so they stay leased to it; only credit restarts.
+  Worker& w = it->second;
   w.info = info;
   w.credit = credit;
+  w.leaving = false;
   w.last_seen_ns = clock_.steady_ns();
-  w.slot = next_slot_++;
-  slot_to_worker_[w.slot] = worker;
-  workers_.emplace(worker, std::move(w));
+  w.offers_all = info.kernels().empty();
+  w.kernels.assign(kernel_names_.size(), false);
+  for (const auto& k : info.kernels()) {
+    if (k.empty() || k.size() > 64) continue;
+    const uint32_t id = intern(k);
+    if (id >= w.kernels.size()) w.kernels.resize(id + 1, false);
+    w.kernels[id] = true;
+  }
   return give_ups;
+}
+
+bool Dispatcher::offered(const std::string& kernel) const {
+  auto k = kernel_ids_.find(kernel);
+  for (const auto& [id, w] : workers_) {
+    if (w.leaving) continue;
+    if (w.offers_all || kernel.empty()) return true;
+    if (k != kernel_ids_.end() && k->second < w.kernels.size() && w.kernels[k->second]) return true;
+  }
+  return false;
+}
+
+std::string Dispatcher::waiting_reason(uint64_t job_id) const {
+  auto j = jobs_.find(job_id);
+  if (j == jobs_.end()) return "";
+  const Job& job = j->second;
+  bool work = false;
+  for (const auto& g : job.groups) work |= g.has_work() || !g.last_chance.empty();
+  if (!work) return "";
+  size_t live = 0;
+  for (const auto& [id, w] : workers_) live += w.leaving ? 0 : 1;
+  if (live == 0) return "no worker connected";
+  for (const auto& g : job.groups) {
+    if ((g.has_work() || !g.last_chance.empty()) && !offered(kernel_names_[g.kernel])) {
+      return fmt::format("no connected worker offers kernel '{}'", kernel_names_[g.kernel]);
+    }
+  }
+  for (const auto& [id, other] : jobs_) {
+    if (other.priority <= job.priority || other.open.empty()) continue;
+    if (job.open.empty()) return "workers busy with higher-priority jobs";
+  }
+  return "";
 }
 
 bool Dispatcher::on_credit(const std::string& worker, uint32_t credit) {
@@ -132,6 +209,20 @@ std::vector<GiveUp> Dispatcher::on_unreachable(const std::string& worker) {
   auto it = workers_.find(worker);
   if (it != workers_.end() && it->second.leaving) return {};
   return drop_worker(worker, "connection closed");
+}
+
+std::vector<Dispatcher::WorkerSummary> Dispatcher::worker_summaries() const {
+  std::vector<WorkerSummary> out;
+  out.reserve(workers_.size());
+  for (const auto& [id, w] : workers_) {
+    out.push_back({id, &w.info, w.credit, w.held, w.last_seen_ns, w.leaving});
+  }
+  return out;
+}
+
+uint64_t Dispatcher::job_in_flight(uint64_t job_id) const {
+  auto it = jobs_.find(job_id);
+  return it == jobs_.end() ? 0 : it->second.open.size();
 }
 
 std::vector<std::string> Dispatcher::worker_ids() const {
@@ -200,18 +291,26 @@ void Dispatcher::on_ack(const v1::Ack& ack) {
   }
 }
 
-Dispatcher::Job* Dispatcher::pick_job() {
+std::pair<Dispatcher::Job*, Dispatcher::Group*> Dispatcher::pick(const Worker& w) {
   // Highest priority first; among equals, the job with the fewest open tasks (fair share).
+  // Only groups whose kernel the worker offers count.
   Job* best = nullptr;
+  Group* best_group = nullptr;
   for (auto& [id, job] : jobs_) {
-    if (!job.has_work()) continue;
-    if (job.requeued.empty() && job.open.size() >= policy_.window) continue;
-    if (!best || job.priority > best->priority ||
-        (job.priority == best->priority && job.open.size() < best->open.size())) {
+    if (best && (job.priority < best->priority ||
+                 (job.priority == best->priority && job.open.size() >= best->open.size()))) {
+      continue;
+    }
+    const bool window_full = job.open.size() >= policy_.window;
+    for (auto& g : job.groups) {
+      if (!can_run(w, g) || !g.has_work()) continue;
+      if (window_full && g.requeued.empty()) continue;  // only re-issues fit in a full window
       best = &job;
+      best_group = &g;
+      break;
     }
   }
-  return best;
+  return {best, best_group};
 }
 
 std::vector<Assignment> Dispatcher::assign() {
@@ -224,14 +323,23 @@ std::vector<Assignment> Dispatcher::assign() {
   std::sort(order.begin(), order.end(),
             [](const auto& a, const auto& b) { return a.first > b.first; });
   const int64_t now = clock_.steady_ns();
-  // A last attempt needs an idle worker: reserve the least busy one if none is idle.
+  // A last attempt needs an idle worker that can run it: reserve the least busy one if none
+  // is idle.
   bool last_chance_waiting = false;
-  for (auto& [jid, job] : jobs_) last_chance_waiting |= !job.last_chance.empty();
+  for (auto& [jid, job] : jobs_) last_chance_waiting |= job.has_last_chance();
   if (last_chance_waiting) {
+    auto runs_one = [&](const Worker& w) {
+      for (auto& [jid, job] : jobs_) {
+        for (const auto& g : job.groups) {
+          if (!g.last_chance.empty() && can_run(w, g)) return true;
+        }
+      }
+      return false;
+    };
     bool reserved = false;
     Worker* least = nullptr;
     for (auto& [id, w] : workers_) {
-      if (w.leaving || w.isolated) continue;
+      if (w.leaving || w.isolated || !runs_one(w)) continue;
       reserved |= w.draining || w.held == 0;
       if (!least || w.held < least->held) least = &w;
     }
@@ -247,20 +355,20 @@ std::vector<Assignment> Dispatcher::assign() {
     const int64_t want = std::min<int64_t>(w.credit, policy_.max_batch);
     uint64_t bytes = 0;  // payload bytes in this message so far
     while (static_cast<int64_t>(a.tasks.size()) < want) {
-      Job* job = pick_job();
+      auto [job, group] = pick(w);
       if (!job) break;
-      if (!a.tasks.empty() && bytes + job->task_bytes > policy_.max_batch_bytes) break;
-      bytes += job->task_bytes;
+      if (!a.tasks.empty() && bytes + group->task_bytes > policy_.max_batch_bytes) break;
+      bytes += group->task_bytes;
       uint64_t id;
       Entry* e;
-      if (!job->requeued.empty()) {
-        id = job->requeued.front();
-        job->requeued.pop_front();
+      if (!group->requeued.empty()) {
+        id = group->requeued.front();
+        group->requeued.pop_front();
         auto f = job->open.find(id);
         if (f == job->open.end() || f->second.state != State::kQueued) continue;  // stale
         e = &f->second;
       } else {
-        id = job->next_fresh++;
+        id = group->next_fresh++;
         e = &job->open.emplace(id, Entry{State::kQueued, 1, 0, 0}).first->second;
       }
       e->state = State::kAssigned;
@@ -268,7 +376,7 @@ std::vector<Assignment> Dispatcher::assign() {
       e->since_ns = now;
       a.tasks.push_back(Issue{job->id, id, e->attempt});
     }
-    if (a.tasks.empty()) break;  // no work left for anyone
+    if (a.tasks.empty()) continue;  // nothing this worker can run; others may have some
     w.credit -= static_cast<int64_t>(a.tasks.size());
     w.held += a.tasks.size();
     out.push_back(std::move(a));
@@ -279,9 +387,10 @@ std::vector<Assignment> Dispatcher::assign() {
 bool Dispatcher::assign_last_chance(Worker& w, const std::string& id, int64_t now,
                                     std::vector<Assignment>& out) {
   for (auto& [jid, job] : jobs_) {
-    while (!job.last_chance.empty()) {
-      const uint64_t tid = job.last_chance.front();
-      job.last_chance.pop_front();
+    for (auto& g : job.groups) {
+    while (can_run(w, g) && !g.last_chance.empty()) {
+      const uint64_t tid = g.last_chance.front();
+      g.last_chance.pop_front();
       auto f = job.open.find(tid);
       if (f == job.open.end() || f->second.state != State::kQueued) continue;  // stale
       f->second.state = State::kAssigned;
@@ -293,6 +402,7 @@ bool Dispatcher::assign_last_chance(Worker& w, const std::string& id, int64_t no
       ++w.held;
       out.push_back(Assignment{id, {Issue{job.id, tid, f->second.attempt}}});
       return true;
+    }
     }
   }
   return false;
@@ -309,9 +419,10 @@ void Dispatcher::unsend(const Assignment& a) {
     if (e == j->second.open.end() || e->second.state != State::kAssigned) continue;
     release(e->second);
     e->second.state = State::kQueued;
+    Group& g = j->second.group_of(t.task_id);
     auto& queue = t.attempt >= j->second.max_attempts && j->second.max_attempts > 1
-                      ? j->second.last_chance
-                      : j->second.requeued;
+                      ? g.last_chance
+                      : g.requeued;
     queue.push_front(t.task_id);
     if (it != workers_.end()) ++it->second.credit;
   }

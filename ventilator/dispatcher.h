@@ -1,5 +1,6 @@
 // Dispatch bookkeeping of the ventilator, without sockets: which worker holds which task
-// (its lease), credit-based flow control, re-issue of the tasks of lost workers, retry limits.
+// (its lease), credit-based flow control, capability routing (a task goes only to a worker that
+// offers its kernel), re-issue of the tasks of lost workers, retry limits.
 // Driven by an injectable clock so that tests can expire leases without sleeping.
 #pragma once
 
@@ -43,12 +44,27 @@ struct GiveUp {
   std::string error;
 };
 
+// The shape of a job for dispatching: its entries in task-id order.
+struct JobShape {
+  struct Entry {
+    std::string kernel;       // only workers offering it get these tasks ("": any worker)
+    uint64_t count = 0;
+    uint64_t task_bytes = 0;  // inline payload of each task
+  };
+  uint64_t id = 0;
+  int32_t priority = 0;
+  uint32_t max_attempts = 0;  // 0: the policy's
+  std::vector<Entry> entries;
+};
+
 class Dispatcher {
  public:
   explicit Dispatcher(DispatchPolicy policy, const Clock& clock = SystemClock::instance());
 
   // ---- jobs
-  // `max_attempts` 0 means the policy's; `task_bytes` is the largest inline payload of a task.
+  void add_job(const JobShape& shape);
+  // One entry that any worker may run. `max_attempts` 0 means the policy's; `task_bytes` is the
+  // inline payload of each task.
   void add_job(uint64_t job_id, uint64_t total, int32_t priority = 0, uint32_t max_attempts = 0,
                uint64_t task_bytes = 0);
   // Stops dispatching the job and forgets its tasks.
@@ -60,9 +76,14 @@ class Dispatcher {
   uint64_t job_acked(uint64_t job_id) const;
   // Returns: tasks issued and not yet acknowledged (all jobs): the in-flight window.
   size_t unresolved() const;
+  // Returns: why the job's remaining tasks are not being handed out ("no worker connected",
+  // "no connected worker offers kernel 'x'", "workers busy with higher-priority jobs"), or ""
+  // when they are (or none remain).
+  std::string waiting_reason(uint64_t job_id) const;
 
   // ---- workers (keyed by ZeroMQ routing id)
-  // Returns: tasks given up because a re-registering worker lost them on their last attempt.
+  // Registers a worker (or the same process again, after a partition: it keeps its tasks).
+  // Returns: tasks given up because of it (none today: kept for the protocol's symmetry).
   std::vector<GiveUp> on_hello(const std::string& worker, const v1::WorkerInfo& info,
                                uint32_t credit);
   // Returns: false when the worker is unknown (it must say Hello again).
@@ -75,6 +96,8 @@ class Dispatcher {
   std::vector<GiveUp> on_unreachable(const std::string& worker);
   size_t workers() const { return workers_.size(); }
   std::vector<std::string> worker_ids() const;
+  // Returns: whether a connected worker offers `kernel`.
+  bool offered(const std::string& kernel) const;
 
   // ---- sink
   void on_ack(const v1::Ack& ack);
@@ -89,11 +112,26 @@ class Dispatcher {
   // Returns: tasks given up after max_attempts.
   std::vector<GiveUp> expire();
 
+  // ---- for the dashboard and /metrics (issue 16)
+  struct WorkerSummary {
+    std::string routing_id;
+    const v1::WorkerInfo* info;  // valid until the next call that changes the dispatcher
+    int64_t credit;
+    uint64_t held;
+    int64_t last_seen_ns;
+    bool leaving;
+  };
+  std::vector<WorkerSummary> worker_summaries() const;
+  // Returns: tasks of the job issued and not acknowledged yet (some may wait to be re-issued).
+  uint64_t job_in_flight(uint64_t job_id) const;
+
   // Counters for logs and the report.
   uint64_t reissued() const { return reissued_; }
   uint64_t workers_lost() const { return workers_lost_; }
 
  private:
+  static constexpr uint32_t kAnyKernel = 0;  // interned id of "" : every worker runs it
+
   struct Worker {
     v1::WorkerInfo info;
     int64_t credit = 0;
@@ -101,6 +139,8 @@ class Dispatcher {
     bool leaving = false;
     uint64_t held = 0;
     uint32_t slot = 0;  // never reused, so a stale entry never points at a new worker
+    std::vector<bool> kernels;  // by interned kernel id: what it offers
+    bool offers_all = false;    // it listed no kernels (an older worker): anything goes
     // Last attempts run alone, so a poison task cannot take innocent tasks down with it:
     bool draining = false;  // reserved to run a last attempt: gets nothing new until idle
     bool isolated = false;  // running a last attempt alone
@@ -112,21 +152,31 @@ class Dispatcher {
     uint32_t slot;  // holder's Worker::slot when assigned
     int64_t since_ns;
   };
+  // The tasks of one job entry: they share a kernel, so the same workers can run them.
+  struct Group {
+    uint32_t kernel = kAnyKernel;
+    uint64_t first = 0, end = 0;  // task ids [first, end)
+    uint64_t next_fresh = 0;      // the next task never issued
+    uint64_t task_bytes = 0;
+    std::deque<uint64_t> requeued;     // task ids to issue again (stale ids skipped)
+    std::deque<uint64_t> last_chance;  // re-issues on their final attempt: run alone
+    bool has_work() const { return !requeued.empty() || next_fresh < end; }
+  };
   struct Job {
     uint64_t id;
     uint64_t total;
     int32_t priority;
     uint32_t max_attempts;
-    uint64_t task_bytes;
-    uint64_t next_fresh = 0;
     uint64_t acked = 0;
     uint64_t failed = 0;
     std::unordered_map<uint64_t, Entry> open;  // issued, not yet acknowledged
-    std::deque<uint64_t> requeued;             // task ids to issue again (stale ids skipped)
-    std::deque<uint64_t> last_chance;          // re-issues on their final attempt: run alone
-    bool has_work() const;
+    std::vector<Group> groups;                 // in task-id order
+    Group& group_of(uint64_t task_id);
+    bool has_last_chance() const;
   };
 
+  uint32_t intern(const std::string& kernel);
+  static bool can_run(const Worker& w, const Group& g);
   // Queues a task for another attempt (alone when it is the last one).
   void requeue(Job& job, uint64_t task_id, Entry& e);
   // Forgets that the entry's holder holds it.
@@ -137,7 +187,8 @@ class Dispatcher {
   void lose(Job& job, uint64_t task_id, Entry& e, const std::string& why,
             std::vector<GiveUp>& give_ups);
   std::vector<GiveUp> drop_worker(const std::string& worker, const std::string& why);
-  Job* pick_job();
+  // Returns: the job and group `w` should take a task from next, or nulls.
+  std::pair<Job*, Group*> pick(const Worker& w);
 
   DispatchPolicy policy_;
   const Clock& clock_;
@@ -145,6 +196,8 @@ class Dispatcher {
   std::unordered_map<uint32_t, std::string> slot_to_worker_;
   uint32_t next_slot_ = 1;
   std::map<uint64_t, Job> jobs_;
+  std::unordered_map<std::string, uint32_t> kernel_ids_{{"", kAnyKernel}};
+  std::vector<std::string> kernel_names_{""};
   uint64_t reissued_ = 0, workers_lost_ = 0;
 };
 

@@ -4,6 +4,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
+#include <cctype>
 
 #include "common/errors.h"
 #include "common/files.h"
@@ -38,8 +39,54 @@ v1::JobSpec load_job_file(const std::string& path, int64_t max_bytes) {
   auto base = path.substr(path.find_last_of('/') + 1);
   base = base.substr(0, base.rfind(".json"));
   // The default name comes from the file name, which may hold anything: shown escaped and cut.
-  return parse_job_json(text, printable(path), printable(base, kMaxJobNameBytes - 16));
+  return parse_job_json(text, printable(path, 1024), printable(base, kMaxJobNameBytes - 16));
 }
+
+namespace {
+
+constexpr size_t kMaxArgs = 4096;
+constexpr size_t kMaxArgBytes = 64 << 10;
+constexpr double kMaxTimeoutS = 30 * 86400.0;
+
+bool valid_kernel_name(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
+  });
+}
+
+// Checks an argv template's placeholders: {index}, {task_id}, {job_id}, {attempt}, {KEY} of a
+// sweep parameter; {{ and }} are literal braces. Returns: why it is bad, or "".
+std::string check_template(const std::string& arg, const Sweep& sweep) {
+  for (size_t i = 0; i < arg.size(); ++i) {
+    if (arg[i] == '}') {
+      if (i + 1 < arg.size() && arg[i + 1] == '}') {
+        ++i;
+        continue;
+      }
+      return fmt::format("a lone '}}' in '{}' (write }}}} for a brace)", printable(arg));
+    }
+    if (arg[i] != '{') continue;
+    if (i + 1 < arg.size() && arg[i + 1] == '{') {
+      ++i;
+      continue;
+    }
+    const size_t end = arg.find('}', i);
+    if (end == std::string::npos) return fmt::format("an unclosed '{{' in '{}'", printable(arg));
+    const std::string name = arg.substr(i + 1, end - i - 1);
+    const auto& keys = sweep.keys();
+    if (name != "index" && name != "task_id" && name != "job_id" && name != "attempt" &&
+        std::find(keys.begin(), keys.end(), name) == keys.end()) {
+      return fmt::format("unknown placeholder {{{}}} in '{}' (known: {{index}}, {{task_id}}, "
+                         "{{job_id}}, {{attempt}}{})",
+                         printable(name), printable(arg), keys.empty() ? "" : " and the params");
+    }
+    i = end;
+  }
+  return "";
+}
+
+}  // namespace
 
 void validate_job(v1::JobSpec& job, const std::string& where, const JobLimits& limits) {
   if (job.tasks_size() == 0) throw SetupError(fmt::format("{}: job has no tasks", where));
@@ -50,9 +97,26 @@ void validate_job(v1::JobSpec& job, const std::string& where, const JobLimits& l
   const auto& registry = kernels::KernelRegistry::instance();
   uint64_t total = 0;
   for (int i = 0; i < job.tasks_size(); ++i) {
-    const auto& t = job.tasks(i);
-    const std::string entry =
-        fmt::format("{}: task entry {} ({})", where, i + 1, printable(t.kernel(), 64));
+    auto& t = *job.mutable_tasks(i);
+    const std::string entry = fmt::format("{}: task entry {} ({})", where, i + 1, printable(t.kernel()));
+    if (!valid_kernel_name(t.kernel())) {
+      throw SetupError(fmt::format("{}: '{}' is not a kernel name (1-64 of A-Z a-z 0-9 _ . -; "
+                                   "built-in: {})",
+                                   entry, printable(t.kernel()), registry.names()));
+    }
+    Sweep sweep;
+    try {
+      sweep = Sweep::parse(t.params(), limits.max_tasks);
+    } catch (const SetupError& e) {
+      throw SetupError(fmt::format("{}: {}", entry, e.what()));
+    }
+    if (!sweep.empty()) {
+      if (t.count() == 0) t.set_count(sweep.points());
+      if (t.count() != sweep.points()) {
+        throw SetupError(fmt::format("{}: count {} but params has {} points (give no count)",
+                                     entry, t.count(), sweep.points()));
+      }
+    }
     if (t.count() == 0) throw SetupError(fmt::format("{}: count is 0", entry));
     if (t.count() > limits.max_tasks - total) {
       throw SetupError(fmt::format("{}: job has more than {} tasks (the limit: --max-tasks)",
@@ -65,6 +129,41 @@ void validate_job(v1::JobSpec& job, const std::string& where, const JobLimits& l
           static_cast<double>(limits.max_task_bytes) / (1 << 20)));
     }
     total += t.count();
+    const bool exec = t.kernel() == kExecKernel;
+    if (!exec && (t.argv_size() > 0 || t.shell() || t.retry_failures() || t.timeout_s() != 0)) {
+      throw SetupError(fmt::format("{}: argv, shell, timeout_s and retry_failures are for the "
+                                   "exec kernel",
+                                   entry));
+    }
+    if (exec) {
+      if (t.argv_size() == 0 || t.argv(0).empty()) {
+        throw SetupError(fmt::format("{}: exec needs argv, e.g. [\"./simulate\", \"{{index}}\"]",
+                                     entry));
+      }
+      if (static_cast<size_t>(t.argv_size()) > kMaxArgs) {
+        throw SetupError(fmt::format("{}: more than {} arguments", entry, kMaxArgs));
+      }
+      for (const auto& arg : t.argv()) {
+        if (arg.size() > kMaxArgBytes || arg.find('\0') != std::string::npos) {
+          throw SetupError(fmt::format("{}: an argument longer than {} bytes or with a NUL byte",
+                                       entry, kMaxArgBytes));
+        }
+        if (auto why = check_template(arg, sweep); !why.empty()) {
+          throw SetupError(fmt::format("{}: {}", entry, why));
+        }
+      }
+      if (!(t.timeout_s() >= 0 && t.timeout_s() <= kMaxTimeoutS)) {
+        throw SetupError(fmt::format("{}: timeout_s must be between 0 (none) and {}", entry,
+                                     kMaxTimeoutS));
+      }
+      if (t.size() != 0) throw SetupError(fmt::format("{}: exec takes no size", entry));
+      continue;
+    }
+    if (registry.find(t.kernel()) == nullptr) {
+      // A plugin's kernel: workers that load the plugin check the task; here only the shape.
+      if (t.size() < 0) throw SetupError(fmt::format("{}: negative size {}", entry, t.size()));
+      continue;
+    }
     kernels::TaskInput in;
     in.size = t.size();
     in.seed = t.seed();
@@ -86,13 +185,15 @@ Job::Job(uint64_t id, v1::JobSpec spec) : id_(id), spec_(std::move(spec)) {
   for (const auto& t : spec_.tasks()) {
     starts_.push_back(total_);
     total_ += t.count();
+    sweeps_.push_back(Sweep::parse(t.params(), UINT32_MAX));  // validated before
   }
 }
 
 void Job::fill(uint64_t task_id, v1::Task* task) const {
   // Last entry whose first id is <= task_id.
   const auto it = std::upper_bound(starts_.begin(), starts_.end(), task_id) - 1;
-  const auto& t = spec_.tasks(static_cast<int>(it - starts_.begin()));
+  const size_t e = static_cast<size_t>(it - starts_.begin());
+  const auto& t = spec_.tasks(static_cast<int>(e));
   task->set_job_id(id_);
   task->set_task_id(task_id);
   task->set_kernel(t.kernel());
@@ -102,6 +203,19 @@ void Job::fill(uint64_t task_id, v1::Task* task) const {
   task->set_count(t.count());
   if (!t.payload().empty()) task->set_payload(t.payload());
   if (spec_.keep_output()) task->set_keep_output(true);
+  if (!sweeps_[e].empty()) {
+    for (auto& [key, value] : sweeps_[e].point(task->index())) {
+      auto* p = task->add_params();
+      p->set_key(std::move(key));
+      p->set_value(std::move(value));
+    }
+  }
+  if (t.argv_size() > 0) {
+    *task->mutable_argv() = t.argv();
+    task->set_shell(t.shell());
+    task->set_timeout_s(t.timeout_s());
+    task->set_retry_failures(t.retry_failures());
+  }
 }
 
 }  // namespace taskfarm::ventilator

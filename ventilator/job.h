@@ -7,12 +7,15 @@
 #include <vector>
 
 #include "common/protocol.h"
+#include "common/sweep.h"
 
 namespace taskfarm::ventilator {
 
 inline constexpr uint64_t kMaxTasksPerJob = UINT32_MAX;
 // Job names are shown in `taskfarm status` and logs: short, printable UTF-8.
 inline constexpr size_t kMaxJobNameBytes = 128;
+// The kernel that runs a command per task (workers offer it only with --allow-exec).
+inline constexpr std::string_view kExecKernel = "exec";
 
 // What one job may hold (flags of the ventilator; the defaults are the protocol's limits).
 struct JobLimits {
@@ -33,10 +36,12 @@ v1::JobSpec load_job_file(const std::string& path,
 v1::JobSpec parse_job_json(const std::string& json, const std::string& where = "job",
                            const std::string& default_name = "");
 
-// Checks every entry (known kernel, sizes within limits, payload format, counts, room in a
-// message) and the name (printable UTF-8, at most kMaxJobNameBytes), and names the job after its
-// first kernel when it has no name. max_attempts 0 stays 0: the ventilator's --max-attempts
-// applies. Throws: SetupError naming the entry and problem.
+// Checks every entry (built-in kernels fully; exec's argv template; a plugin kernel's name and
+// size only: the workers that have it check the rest), sizes within limits, payload format,
+// counts, room in a message, sweep params (a count of 0 becomes the number of points), and the
+// name (printable UTF-8, at most kMaxJobNameBytes); names the job after its first kernel when it
+// has no name. max_attempts 0 stays 0: the ventilator's --max-attempts applies.
+// Throws: SetupError naming the entry and problem.
 void validate_job(v1::JobSpec& job, const std::string& where = "job", const JobLimits& limits = {});
 
 class Job {
@@ -54,6 +59,7 @@ class Job {
   uint64_t id_;
   v1::JobSpec spec_;
   std::vector<uint64_t> starts_;  // first task id of each entry
+  std::vector<Sweep> sweeps_;     // each entry's parameter points (empty: none)
   uint64_t total_ = 0;
 };
 

@@ -38,7 +38,7 @@ class WorkerLink {
                  [&](std::string_view worker, const zmq::message_t& frame) {
                    Decoded d = decode(frame);
                    if (!d) {
-                     rejects_.reject(d.error);
+                     rejects_.reject(d.error, peer_of(frame, worker));
                      return;
                    }
                    handle(std::string(worker), *d.envelope);
@@ -75,7 +75,7 @@ class SinkLink {
                  [&](std::string_view, const zmq::message_t& frame) {
                    Decoded d = decode(frame);
                    if (!d) {
-                     rejects_.reject(fmt::format("from the sink: {}", d.error));
+                     rejects_.reject(fmt::format("from the sink: {}", d.error), peer_of(frame));
                      return;
                    }
                    handle(*d.envelope);
@@ -99,6 +99,7 @@ class JobService {
 
   const std::string& endpoint() const { return endpoint_; }
   zmq::socket_t& socket() { return socket_; }
+  const RejectCounter& rejects() const { return rejects_; }
 
   // Reads queued requests; calls reply = handle(request) and sends the reply when it has a body.
   template <typename Handler>
@@ -107,7 +108,7 @@ class JobService {
                  [&](std::string_view client, const zmq::message_t& frame) {
                    Decoded d = decode(frame);
                    if (!d) {
-                     rejects_.reject(d.error);
+                     rejects_.reject(d.error, peer_of(frame, client));
                      return;
                    }
                    v1::Envelope reply = handle(*d.envelope);

@@ -7,6 +7,7 @@
 #include "kernels/kernel.h"
 #include "ventilator/job.h"
 #include "ventilator/ventilator.h"
+#include "web/http_flags.h"
 
 int main(int argc, char** argv) {
   using namespace taskfarm;
@@ -51,6 +52,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--wait-sink", wait_sink_s, "give up if the sink does not answer (0: wait)")
       ->check(CLI::Range(0.0, 1e6));
+  double kernel_wait_s = 10;
+  app.add_option("--kernel-wait", kernel_wait_s,
+                 "one batch: give up when no connected worker offers a kernel of the job for "
+                 "this long (0: wait)")
+      ->check(CLI::Range(0.0, 1e6))
+      ->capture_default_str();
   int64_t max_job_mb = opt.max_job_bytes >> 20;
   app.add_option("--max-job-mb", max_job_mb,
                  "largest job a client may submit, or job file --job reads, in MiB")
@@ -68,6 +75,8 @@ int main(int argc, char** argv) {
   app.add_option("--max-tasks", opt.job_limits.max_tasks, "most tasks in one job")
       ->check(CLI::Range(uint64_t{1}, uint64_t{UINT32_MAX}))
       ->capture_default_str();
+  web::HttpFlags http;  // dashboard and /metrics (issue 16)
+  http.add_flags(app);
   opt.curve.add_flags(app, /*server=*/true, /*client=*/true);
   add_common_flags(app);
   return cli_main(app, argc, argv, [&] {
@@ -79,7 +88,9 @@ int main(int argc, char** argv) {
     opt.sink_results = sink.results_endpoint();
     opt.sink_control = sink.control_endpoint();
     opt.max_job_bytes = max_job_mb << 20;
+    opt.kernel_wait_ms = static_cast<int64_t>(kernel_wait_s * 1000);
     opt.table_limits.max_spec_bytes = max_queued_mb << 20;
+    opt.http = http.resolve(serve, opt.curve.enabled(), &opt.http_optional);
     if (serve) {
       opt.submit_bind = bind_endpoint(submit_spec, kSubmitPort);
       ventilator::Ventilator v(opt);

@@ -8,6 +8,7 @@
 #include "common/signals.h"
 #include "ventilator/links.h"
 #include "ventilator/ventilator_core.h"
+#include "ventilator/web_view.h"
 
 namespace taskfarm::ventilator {
 
@@ -22,23 +23,34 @@ struct Ventilator::Impl final : VentilatorOutbox {
   std::unique_ptr<JobService> service;
   VentilatorCore core;
   int64_t next_wait_log = 0;
+  std::unique_ptr<VentilatorWeb> dashboard;  // dashboard and /metrics (issue 16), when --http
 
-  static CoreOptions core_options(const VentilatorOptions& o) {
+  static CoreOptions core_options(const VentilatorOptions& o, const std::string& tasks_ep) {
     CoreOptions c;
+    c.tasks_endpoint = tasks_ep;
     c.policy = o.policy;
     c.job_limits = o.job_limits;
     c.table_limits = o.table_limits;
     c.max_job_bytes = o.max_job_bytes;
     c.heartbeat_ms = o.heartbeat_ms;
     c.sink_endpoint = o.sink_control;
+    c.exec_jobs_allowed = o.curve.enabled() || is_loopback(o.submit_bind);
     return c;
   }
 
+  // Returns: whether only this machine can reach `endpoint`.
+  static bool is_loopback(const std::string& endpoint) {
+    return endpoint.empty() || endpoint.rfind("ipc://", 0) == 0 ||
+           endpoint.rfind("inproc://", 0) == 0 || endpoint.rfind("tcp://127.", 0) == 0 ||
+           endpoint.rfind("tcp://localhost:", 0) == 0 || endpoint.rfind("tcp://[::1]:", 0) == 0;
+  }
+
   Impl(VentilatorOptions o, const Clock& c)
-      : opt(std::move(o)), clock(c), core(core_options(opt), c, *this) {
+      : opt(std::move(o)), clock(c), core(core_options(opt, workers.endpoint()), c, *this) {
     if (!opt.submit_bind.empty()) {
       service = std::make_unique<JobService>(ctx, curve, opt.submit_bind, opt.max_job_bytes);
     }
+    if (opt.http) dashboard = VentilatorWeb::start(*opt.http, opt.http_optional, clock);
   }
 
   // VentilatorOutbox
@@ -97,20 +109,59 @@ struct Ventilator::Impl final : VentilatorOutbox {
         });
       }
       if (items[1].revents & ZMQ_POLLIN) {
-        sink.drain([this](const v1::Envelope& env) { core.on_sink_message(env); });
+        sink.drain([this](const v1::Envelope& env) {
+          if (env.has_metrics_sink_stats()) {  // for the dashboard only
+            if (dashboard) dashboard->on_sink_stats(env.metrics_sink_stats());
+            return;
+          }
+          core.on_sink_message(env);
+        });
       }
       if (service && (items[2].revents & ZMQ_POLLIN)) {
-        service->drain([this](const v1::Envelope& env) { return core.on_request(env); });
+        service->drain([this](const v1::Envelope& env) {
+          v1::Envelope reply = core.on_request(env);
+          if (dashboard) dashboard->on_request(env, reply);
+          return reply;
+        });
       }
       core.dispatch();
+      if (dashboard) {
+        dashboard->serve(core, [this] {
+          std::vector<web::RejectView> r = {{"ventilator", "tasks", workers.rejects().count()},
+                                            {"ventilator", "sink_control", sink.rejects().count()}};
+          if (service) r.push_back({"ventilator", "submission", service->rejects().count()});
+          return r;
+        });
+      }
     }
     return false;
   }
 
   int run_batch(v1::JobSpec spec) {
     const uint64_t id = core.add_job(std::move(spec), "job").id;
+    if (dashboard) dashboard->on_job_added();
     log::info("tasks on {}, sink at {}", workers.endpoint(), opt.sink_results);
-    const bool finished = loop([&] { return core.jobs().get(id)->finished(); });
+    int64_t missing_kernel_since = 0;
+    const bool finished = loop([&] {
+      JobRecord& job = *core.jobs().get(id);
+      if (job.finished()) return true;
+      // A one-shot batch whose kernel no connected worker offers fails after --kernel-wait
+      // (a job service's jobs wait, with the reason in their status).
+      const std::string why = core.waiting_reason(job);
+      if (opt.kernel_wait_ms > 0 && why.rfind("no connected worker offers kernel", 0) == 0) {
+        const int64_t now = clock.steady_ns();
+        if (missing_kernel_since == 0) missing_kernel_since = now;
+        if (now - missing_kernel_since > ms_to_ns(opt.kernel_wait_ms)) {
+          core.end_early(job, v1::JOB_INTERRUPTED);
+          throw SetupError(fmt::format("{} within {:.0f} s (plugin kernels need workers started "
+                                       "with --plugin LIB; exec needs --allow-exec)",
+                                       why, opt.kernel_wait_ms * 1e-3));
+        }
+      } else {
+        missing_kernel_since = 0;
+      }
+      return false;
+    });
     JobRecord& job = *core.jobs().get(id);
     if (!finished) {
       log::warn("interrupted: {}/{} tasks acknowledged", core.dispatcher().job_acked(id),

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/clock.h"
@@ -14,6 +15,7 @@
 #include "ventilator/dispatcher.h"
 #include "ventilator/job.h"
 #include "ventilator/job_table.h"
+#include "web/http_service.h"
 
 namespace taskfarm::ventilator {
 
@@ -28,7 +30,13 @@ struct VentilatorOptions {
   int64_t max_job_bytes = kDefaultMaxJobBytes;  // largest submission (--max-job-mb)
   int64_t heartbeat_ms = 500;
   int64_t sink_wait_ms = 0;  // give up when the sink does not answer for this long (0: never)
+  // One-shot: give up when connected workers offer none for a kernel of the job this long.
+  int64_t kernel_wait_ms = 10000;
   CurveOptions curve;
+  // Dashboard, /metrics and JSON API (issue 16); off when unset. With http_optional (the
+  // default port, not one the user chose), a port in use only turns it off with a warning.
+  std::optional<web::HttpOptions> http;
+  bool http_optional = false;
 };
 
 class Ventilator {

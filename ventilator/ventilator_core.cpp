@@ -21,6 +21,14 @@ VentilatorCore::VentilatorCore(CoreOptions options, const Clock& clock, Ventilat
 
 JobRecord& VentilatorCore::add_job(v1::JobSpec spec, const std::string& where) {
   validate_job(spec, where, opt_.job_limits);
+  if (!opt_.exec_jobs_allowed) {
+    for (const auto& t : spec.tasks()) {
+      if (t.kernel() == kExecKernel) {
+        throw SetupError("exec jobs need CurveZMQ keys on a job service that is not on loopback "
+                         "(taskfarm-ventilator --curve-secret ..., or --submit 127.0.0.1:5560)");
+      }
+    }
+  }
   return jobs_.add(std::move(spec), opt_.policy.max_attempts);
 }
 
@@ -166,11 +174,11 @@ void VentilatorCore::on_sink_message(const v1::Envelope& env) {
         break;
       }
       jobs_.start(*job);
-      uint64_t task_bytes = 0;
+      JobShape shape{job->id, job->priority, job->max_attempts, {}};
       for (const auto& t : job->job->spec().tasks()) {
-        task_bytes = std::max<uint64_t>(task_bytes, t.payload().size());
+        shape.entries.push_back({t.kernel(), t.count(), t.payload().size()});
       }
-      dispatcher_.add_job(job->id, job->total, job->priority, job->max_attempts, task_bytes);
+      dispatcher_.add_job(shape);
       log::info("sink accepted job '{}'; dispatching to {} workers", printable(job->name),
                 dispatcher_.workers());
       break;
@@ -237,6 +245,33 @@ void VentilatorCore::tick() {
   }
   dispatch();
   finish_acked_jobs(now);
+  log_waiting(now);
+}
+
+std::string VentilatorCore::waiting_reason(const JobRecord& job) const {
+  if (job.state == v1::JOB_QUEUED) {
+    return fmt::format("waiting for the sink at {}", opt_.sink_endpoint);
+  }
+  if (job.state != v1::JOB_RUNNING) return "";
+  std::string why = dispatcher_.waiting_reason(job.id);
+  if (why == "no worker connected") {
+    why = fmt::format("no worker connected (workers connect to {})", opt_.tasks_endpoint);
+  }
+  return why;
+}
+
+// Says every few seconds why a job does not move, so that nobody waits on a silent farm.
+void VentilatorCore::log_waiting(int64_t now) {
+  if (now < next_reason_log_ns_) return;
+  bool logged = false;
+  for (const auto& [id, job] : jobs_.jobs()) {
+    if (job.state != v1::JOB_RUNNING) continue;  // queued jobs: the sink watch says it
+    const std::string why = waiting_reason(job);
+    if (why.empty()) continue;
+    log::info("job '{}' waits: {}", printable(job.name), why);
+    logged = true;
+  }
+  next_reason_log_ns_ = now + ms_to_ns(logged ? 5000 : 2000);
 }
 
 // ------------------------------------------------------------------ job service
@@ -251,6 +286,7 @@ v1::JobStatus VentilatorCore::status_of(const JobRecord& job) const {
   const int64_t now = clock_.steady_ns();
   st.set_age_s(static_cast<double>(now - job.submitted_ns) * 1e-9);
   st.set_error(job.error);
+  st.set_reason(waiting_reason(job));
   if (job.finished()) {
     st.set_done(job.done);
     st.set_failed(job.failed);

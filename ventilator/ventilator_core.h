@@ -34,6 +34,9 @@ struct CoreOptions {
   int64_t max_job_bytes = kDefaultMaxJobBytes;
   int64_t heartbeat_ms = 500;
   std::string sink_endpoint;  // for messages about a missing sink
+  std::string tasks_endpoint; // for messages about missing workers
+  // Whether clients may submit exec jobs (a job service with keys, or on loopback only).
+  bool exec_jobs_allowed = true;
 };
 
 class VentilatorCore {
@@ -67,6 +70,9 @@ class VentilatorCore {
   bool waiting_for_sink() const;
   // Returns: the status of a job as clients see it.
   v1::JobStatus status_of(const JobRecord& job) const;
+  // Returns: why the job is not moving ("" when it is): no sink, no worker, no worker with its
+  // kernel, workers busy with higher-priority jobs.
+  std::string waiting_reason(const JobRecord& job) const;
 
  private:
   void finish_job(JobRecord& job, v1::JobState state);
@@ -75,6 +81,7 @@ class VentilatorCore {
   bool send_tasks(const Assignment& a, int64_t sent_ns);
   void heartbeat_workers();
   void finish_acked_jobs(int64_t now);
+  void log_waiting(int64_t now);
 
   CoreOptions opt_;
   const Clock& clock_;
@@ -83,6 +90,7 @@ class VentilatorCore {
   JobTable jobs_;
   uint64_t epoch_;
   int64_t next_heartbeat_ns_ = 0;
+  int64_t next_reason_log_ns_ = 0;
   v1::Envelope scratch_;  // reused for outgoing task batches
   // Kept outside `scratch_`: Envelope::Clear() deletes its oneof body, and with it 1024 Tasks.
   v1::TaskBatch batch_scratch_;

@@ -5,7 +5,11 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <atomic>
 #include <new>
+#include <utility>
+
+#include <fmt/core.h>
 
 #include "common/clock.h"
 #include "common/errors.h"
@@ -20,30 +24,42 @@ v1::Result run_task(const v1::Task& task, const TaskRunner& runner) {
   return r;
 }
 
-void run_task(const v1::Task& task, const TaskRunner& runner, v1::Result& r) {
+void run_task(const v1::Task& task, const TaskRunner& runner, v1::Result& r,
+              const volatile int* cancelled, uint64_t max_output_bytes) {
   r.Clear();
   r.set_job_id(task.job_id());
   r.set_task_id(task.task_id());
   r.set_attempt(task.attempt());
   r.set_kernel(task.kernel());
   r.set_sent_ns(task.sent_ns());
-  kernels::TaskInput in = task_input(task);
-  std::string artifact;
-  if (task.keep_output()) in.artifact = &artifact;
+  kernels::Params params;
+  std::vector<std::string> argv;
+  kernels::TaskInput in = task_input(task, &params, &argv);
+  in.cancelled = cancelled;
+  std::string output;
+  in.output = &output;
+  in.max_output_bytes = max_output_bytes;
   const auto& clock = SystemClock::instance();
   r.set_started_ns(clock.wall_ns());
   try {
     const kernels::KernelOutput out = runner(task.kernel(), in);
+    if (output.size() > max_output_bytes) {
+      throw kernels::KernelError(fmt::format(
+          "{}: output of {:.1f} MiB is larger than the worker's limit of {} MiB (--max-output-mb)",
+          task.kernel(), static_cast<double>(output.size()) / (1 << 20), max_output_bytes >> 20));
+    }
     r.set_status(v1::STATUS_OK);
     r.set_checksum(out.checksum);
     r.set_value(out.value);
     r.set_bytes(out.bytes);
     r.set_flops(out.flops);
-    if (!artifact.empty()) {
-      r.set_output(std::move(artifact));
-      r.set_output_row(kernels::band_begin(static_cast<uint64_t>(task.size()), task.count(),
-                                           task.index()));
-      r.set_output_width(static_cast<uint64_t>(task.size()));
+    if (!output.empty()) {
+      r.set_output(std::move(output));
+      if (task.kernel() == "mandelbrot") {  // a band of rows of the job's image
+        r.set_output_row(kernels::band_begin(static_cast<uint64_t>(task.size()), task.count(),
+                                             task.index()));
+        r.set_output_width(static_cast<uint64_t>(task.size()));
+      }
     }
   } catch (const kernels::KernelError& e) {
     r.set_status(v1::STATUS_FAILED);
@@ -61,7 +77,9 @@ void run_task(const v1::Task& task, const TaskRunner& runner, v1::Result& r) {
   r.set_finished_ns(clock.wall_ns());
 }
 
-Executor::Executor(int threads, std::function<TaskRunner()> make_runner) {
+Executor::Executor(int threads, std::function<TaskRunner()> make_runner,
+                   uint64_t max_output_bytes)
+    : running_slots_(static_cast<size_t>(threads)), max_output_bytes_(max_output_bytes) {
   event_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (event_fd_ < 0) throw SetupError("eventfd failed");
   for (int i = 0; i < threads; ++i) threads_.emplace_back(&Executor::loop, this, make_runner, i);
@@ -89,7 +107,7 @@ Executor::~Executor() {
   if (event_fd_ >= 0) close(event_fd_);
 }
 
-void Executor::loop(std::function<TaskRunner()> make_runner, int) {
+void Executor::loop(std::function<TaskRunner()> make_runner, int index) {
   TaskRunner runner;
   try {
     runner = make_runner();
@@ -119,12 +137,19 @@ void Executor::loop(std::function<TaskRunner()> make_runner, int) {
       queued = std::move(queue_.front());
       queue_.pop_front();
       ++running_;
+      Running& slot = running_slots_[static_cast<size_t>(index)];
+      slot.job_id = queued.task->job_id();
+      slot.task_id = queued.task->task_id();
+      slot.command = queued.task->argv_size() > 0;
+      slot.active = true;
+      std::atomic_ref<int>(slot.cancelled).store(0);
     }
     const v1::Task& task = *queued.task;
     if (crash_task >= 0 && task.task_id() == static_cast<uint64_t>(crash_task)) {
       kill(getpid(), SIGKILL);  // die like a segfaulting kernel, without a core dump
     }
-    run_task(task, runner, r);
+    Running& slot = running_slots_[static_cast<size_t>(index)];
+    run_task(task, runner, r, &slot.cancelled, max_output_bytes_);
     if (fail_task >= 0 && task.task_id() == static_cast<uint64_t>(fail_task)) {
       r.set_status(v1::STATUS_FAILED);
       r.set_error("injected failure (TASKFARM_TEST_FAIL_TASK)");
@@ -135,9 +160,19 @@ void Executor::loop(std::function<TaskRunner()> make_runner, int) {
     {
       std::lock_guard lock(mu_);
       --running_;
-      avg_ns_ = avg_ns_ == 0 ? took : (avg_ns_ * 7 + took) / 8;
-      first = done_.empty();
-      done_.Add()->Swap(&r);  // reuses a cleared element when the pool has one
+      slot.active = false;
+      if (std::atomic_ref<int>(slot.cancelled).load() != 0 && r.status() != v1::STATUS_OK) {
+        // Stopped on request: not this task's fault, so not a result (and not an attempt).
+        v1::TaskRef ref;
+        ref.set_job_id(task.job_id());
+        ref.set_task_id(task.task_id());
+        aborted_.push_back(std::move(ref));
+        first = done_.empty() && aborted_.size() == 1;
+      } else {
+        avg_ns_ = avg_ns_ == 0 ? took : (avg_ns_ * 7 + took) / 8;
+        first = done_.empty() && aborted_.empty();
+        done_.Add()->Swap(&r);  // reuses a cleared element when the pool has one
+      }
     }
     // One wake-up per batch of results: collect() takes all of them.
     if (first) {
@@ -187,6 +222,23 @@ size_t Executor::drop_job(uint64_t job_id) {
   return before - queue_.size();
 }
 
+size_t Executor::cancel_running(uint64_t job_id, bool commands_only) {
+  std::lock_guard lock(mu_);
+  size_t n = 0;
+  for (Running& slot : running_slots_) {
+    if (!slot.active || (job_id != 0 && slot.job_id != job_id)) continue;
+    if (commands_only && !slot.command) continue;
+    std::atomic_ref<int>(slot.cancelled).store(1);
+    ++n;
+  }
+  return n;
+}
+
+std::vector<v1::TaskRef> Executor::take_aborted() {
+  std::lock_guard lock(mu_);
+  return std::exchange(aborted_, {});
+}
+
 void Executor::collect(Results& out) {
   uint64_t count;
   [[maybe_unused]] auto n = read(event_fd_, &count, sizeof count);
@@ -201,7 +253,7 @@ void Executor::collect(Results& out) {
 
 size_t Executor::pending() const {
   std::lock_guard lock(mu_);
-  return queue_.size() + running_ + static_cast<size_t>(done_.size());
+  return queue_.size() + running_ + static_cast<size_t>(done_.size()) + aborted_.size();
 }
 
 int64_t Executor::average_task_ns() const {

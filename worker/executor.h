@@ -40,9 +40,11 @@ using Results = google::protobuf::RepeatedPtrField<v1::Result>;
 
 class Executor {
  public:
-  // Starts `threads` threads; each calls `make_runner` once to build its own runner.
+  // Starts `threads` threads; each calls `make_runner` once to build its own runner. Task
+  // outputs above `max_output_bytes` fail the task.
   // Throws: whatever make_runner throws in the first thread (e.g. no usable device).
-  Executor(int threads, std::function<TaskRunner()> make_runner);
+  Executor(int threads, std::function<TaskRunner()> make_runner,
+           uint64_t max_output_bytes = uint64_t{64} << 20);
   ~Executor();
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
@@ -53,6 +55,13 @@ class Executor {
   std::vector<v1::TaskRef> take_unstarted();
   // Removes the unstarted tasks of a job. Returns: how many.
   size_t drop_job(uint64_t job_id);
+  // Asks the running tasks of a job (0: of every job; `commands_only`: only exec tasks) to
+  // stop: exec tasks are killed, kernels that check TaskInput::cancelled return. A cancelled
+  // task that did not finish is not reported: take_aborted() hands it back.
+  // Returns: how many were asked.
+  size_t cancel_running(uint64_t job_id, bool commands_only = false);
+  // Returns: the tasks that stopped because they were cancelled (and clears the list).
+  std::vector<v1::TaskRef> take_aborted();
   // Moves finished results into `out` and clears the notification.
   void collect(Results& out);
   // Returns: tasks queued or running.
@@ -75,6 +84,17 @@ class Executor {
   };
   std::deque<Queued> queue_;
   Results done_;
+  // What each thread runs now; `cancelled` is read by the kernel (through a volatile pointer)
+  // and written here with std::atomic_ref.
+  struct Running {
+    uint64_t job_id = 0, task_id = 0;
+    bool active = false;
+    bool command = false;  // an exec task
+    int cancelled = 0;
+  };
+  std::vector<Running> running_slots_;  // one per thread; guarded by mu_ but `cancelled`
+  std::vector<v1::TaskRef> aborted_;
+  uint64_t max_output_bytes_;
   size_t running_ = 0;
   bool stopping_ = false;
   int64_t avg_ns_ = 0;
@@ -86,7 +106,10 @@ class Executor {
 
 // Returns: the result of running `task` with `runner` (never throws; failures become results).
 v1::Result run_task(const v1::Task& task, const TaskRunner& runner);
-// The same into `out` (cleared first), reusing its memory.
-void run_task(const v1::Task& task, const TaskRunner& runner, v1::Result& out);
+// The same into `out` (cleared first), reusing its memory; `cancelled` is what the kernel
+// sees as TaskInput::cancelled, and outputs larger than `max_output_bytes` fail the task.
+void run_task(const v1::Task& task, const TaskRunner& runner, v1::Result& out,
+              const volatile int* cancelled = nullptr,
+              uint64_t max_output_bytes = uint64_t{64} << 20);
 
 }  // namespace taskfarm::worker

@@ -44,6 +44,17 @@ int main(int argc, char** argv) {
                  "on SIGINT/SIGTERM, seconds to let running tasks finish")
       ->check(CLI::Range(0.0, 86400.0))
       ->capture_default_str();
+  app.add_option("--plugin", opt.plugins, "load kernels from a plugin library (repeatable)");
+  app.add_option("--plugin-dir", opt.plugin_dirs,
+                 "load every lib*.so plugin in a folder (repeatable)");
+  app.add_flag("--allow-exec", opt.allow_exec,
+               "run command tasks (kernel exec): only with CurveZMQ keys across machines");
+  app.add_option("--exec-dir", opt.exec_dir,
+                 "folder for the command tasks' working folders (default: a temporary one)");
+  uint64_t max_output_mb = opt.max_output_bytes >> 20;
+  app.add_option("--max-output-mb", max_output_mb, "largest output a task may return, in MiB")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1024}))
+      ->capture_default_str();
   opt.curve.add_flags(app, /*server=*/false, /*client=*/true);
   add_common_flags(app);
   return cli_main(app, argc, argv, [&] {
@@ -53,6 +64,7 @@ int main(int argc, char** argv) {
     opt.peer_timeout_ms = static_cast<int64_t>(peer_timeout_s * 1000);
     opt.heartbeat_ms = std::max<int64_t>(20, opt.peer_timeout_ms / 6);
     opt.drain_timeout_ms = static_cast<int64_t>(drain_timeout_s * 1000);
+    opt.max_output_bytes = max_output_mb << 20;
     worker::Worker w(opt);
     return w.run();
   });

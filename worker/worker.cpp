@@ -72,6 +72,8 @@ DeviceChoice choose_device(const std::string& device) {
 struct Worker::Impl {
   WorkerOptions opt;
   const Clock& clock = SystemClock::instance();
+  // What this worker runs: the built-ins, its plugins' kernels, exec when allowed.
+  kernels::KernelCatalog catalog = kernels::KernelCatalog::builtins();
   DeviceChoice device;
   v1::WorkerInfo info;
   std::atomic<uint64_t> gpu_bytes{0};
@@ -97,7 +99,14 @@ struct Worker::Impl {
   v1::Envelope outgoing;   // reused for result messages
 
   explicit Impl(WorkerOptions o) : opt(std::move(o)) {
+    for (const auto& dir : opt.plugin_dirs) catalog.load_plugin_dir(dir);
+    for (const auto& path : opt.plugins) catalog.load_plugin(path);
     device = choose_device(opt.device);
+    if (device.cuda >= 0) {
+      if (const tf_plugin* cuda = kernels::gpu::plugin::builtin_kernels()) {
+        catalog.attach_builtin_cuda(*cuda);
+      }
+    }
     const int slots = device.cuda >= 0 ? opt.streams
                                        : (opt.threads > 0 ? opt.threads
                                                           : static_cast<int>(std::max(
@@ -107,25 +116,47 @@ struct Worker::Impl {
     info.set_host(host_name());
     info.set_device(device.description);
     info.set_slots(static_cast<uint32_t>(slots));
+    // Advertised at registration: the ventilator sends only tasks of these kernels.
+    for (const auto& def : catalog.all()) {
+      if (def.has_cpu() || (device.cuda >= 0 && def.has_cuda())) {
+        info.add_kernels(std::string(def.name));
+      }
+    }
 
     if (device.cuda >= 0) {
       const int dev = device.cuda;
-      executor = std::make_unique<Executor>(slots, [dev, this]() -> TaskRunner {
-        std::shared_ptr<kernels::gpu::StreamRunner> runner = kernels::gpu::plugin::create_runner(dev);
-        return [runner, this](std::string_view kernel, const kernels::TaskInput& in) {
-          // The CUDA kernels return summaries only; a task that wants its artifact runs here.
-          if (in.artifact) return kernels::KernelRegistry::instance().run_cpu(kernel, in);
-          auto out = runner->run(kernel, in);
-          gpu_bytes.store(runner->device_bytes_in_use(), std::memory_order_relaxed);
-          return out;
-        };
-      });
+      executor = std::make_unique<Executor>(
+          slots,
+          [dev, this]() -> TaskRunner {
+            std::shared_ptr<kernels::gpu::StreamRunner> runner =
+                kernels::gpu::plugin::create_runner(dev);
+            return [runner, this](std::string_view kernel, const kernels::TaskInput& in) {
+              if (auto why = catalog.validate(kernel, in)) throw kernels::KernelError(*why);
+              const kernels::KernelDef& def = *catalog.find(kernel);
+              kernels::KernelOutput out;
+              // The built-in CUDA kernels return summaries only: a task that wants its output
+              // (a mandelbrot band) runs on the CPU; so do kernels without a CUDA side.
+              if (def.cuda_builtin && !(in.keep_output && def.outputs)) {
+                out = runner->run(kernel, in);
+              } else if (def.abi.run_cuda != nullptr && !def.cuda_builtin) {
+                out = runner->run_plugin(def, in);
+              } else {
+                return catalog.run_cpu(kernel, in);
+              }
+              gpu_bytes.store(runner->device_bytes_in_use(), std::memory_order_relaxed);
+              return out;
+            };
+          },
+          opt.max_output_bytes);
     } else {
-      executor = std::make_unique<Executor>(slots, []() -> TaskRunner {
-        return [](std::string_view kernel, const kernels::TaskInput& in) {
-          return kernels::KernelRegistry::instance().run_cpu(kernel, in);
-        };
-      });
+      executor = std::make_unique<Executor>(
+          slots,
+          [this]() -> TaskRunner {
+            return [this](std::string_view kernel, const kernels::TaskInput& in) {
+              return catalog.run_cpu(kernel, in);
+            };
+          },
+          opt.max_output_bytes);
     }
 
     configure_socket(vent, opt.max_message_bytes);
@@ -249,9 +280,14 @@ struct Worker::Impl {
         log::info("the batch is over; exiting");
         return true;
       case v1::Envelope::kCancelJob: {
-        const size_t n = executor->drop_job(env.cancel_job().job_id());
+        const uint64_t job = env.cancel_job().job_id();
+        const size_t n = executor->drop_job(job);
         held -= static_cast<int64_t>(n);
-        if (n > 0) log::info("job {:016x} cancelled: dropped {} queued tasks", env.cancel_job().job_id(), n);
+        const size_t running = executor->cancel_running(job);
+        if (n + running > 0) {
+          log::info("job {:016x} cancelled: dropped {} queued tasks, stopping {} running", job, n,
+                    running);
+        }
         grant_credit();
         break;
       }
@@ -273,8 +309,23 @@ struct Worker::Impl {
     return false;
   }
 
+  // Tasks stopped on request: dropped when their job was cancelled, handed back to the
+  // ventilator when this worker is leaving (they were not the tasks' fault).
+  void hand_back_aborted(bool leaving) {
+    const auto aborted = executor->take_aborted();
+    if (aborted.empty()) return;
+    held -= static_cast<int64_t>(aborted.size());
+    if (leaving) {
+      v1::Envelope bye;
+      for (const auto& ref : aborted) *bye.mutable_goodbye()->add_returned() = ref;
+      (void)send_vent(bye);
+      log::info("returned {} stopped tasks", aborted.size());
+    }
+  }
+
   void send_results() {
     executor->collect(unsent);
+    hand_back_aborted(stop_requested());
     if (unsent.empty()) return;
     info.set_gpu_mem_bytes(gpu_bytes.load(std::memory_order_relaxed));
     auto* batch = outgoing.mutable_results();
@@ -350,8 +401,11 @@ struct Worker::Impl {
     bye.mutable_goodbye();
     (void)send_vent(bye);
     held -= static_cast<int64_t>(unstarted.size());
-    log::info("stopping: returned {} unstarted tasks, finishing {} running", unstarted.size(),
-              executor->pending());
+    // Command tasks are killed (their whole process group) and handed back; in-process
+    // kernels finish within the drain timeout.
+    const size_t killed = executor->cancel_running(0, /*commands_only=*/true);
+    log::info("stopping: returned {} unstarted tasks, stopping {} commands, finishing {} running",
+              unstarted.size(), killed, executor->pending() - killed);
     const int64_t deadline = clock.steady_ns() + ms_to_ns(opt.drain_timeout_ms);
     const int stops = stop_count();
     while ((executor->pending() > 0 || !unsent.empty()) && clock.steady_ns() < deadline &&

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/security.h"
 
@@ -24,6 +25,11 @@ struct WorkerOptions {
   int64_t peer_timeout_ms = 3000;  // re-register when the ventilator is silent this long
   int64_t drain_timeout_ms = 30000; // on SIGTERM, wait this long for running tasks
   int64_t max_message_bytes = int64_t{256} << 20;
+  std::vector<std::string> plugins;      // plugin libraries to load (--plugin)
+  std::vector<std::string> plugin_dirs;  // folders of plugin libraries (--plugin-dir)
+  bool allow_exec = false;               // run command tasks (--allow-exec)
+  std::string exec_dir;                  // where command tasks get their working folders
+  uint64_t max_output_bytes = uint64_t{64} << 20;  // a task's output (--max-output-mb)
   CurveOptions curve;
 };
 

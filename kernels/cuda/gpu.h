@@ -26,7 +26,7 @@ bool built_with_cuda();
 // Never throws. `why_none`, when given, receives the reason there is none (driver message).
 std::vector<DeviceInfo> list_devices(std::string* why_none = nullptr);
 
-// Returns: whether `kernel` has a CUDA implementation.
+// Returns: whether `kernel` has a built-in CUDA implementation.
 bool has_kernel(std::string_view kernel);
 
 // One CUDA stream with its own pinned staging buffers and stream-ordered device allocations,
@@ -42,8 +42,17 @@ class StreamRunner {
   // Returns: the output (same checksum as the CPU kernel). Throws: KernelError.
   virtual KernelOutput run(std::string_view kernel, const TaskInput& in) = 0;
 
+  // Runs a plugin kernel's CUDA implementation (def.abi.run_cuda) on this runner's stream, with
+  // device memory from its pool and the payload already uploaded, then waits for the stream.
+  // Returns: the output. Throws: KernelError (retryable for CUDA errors).
+  virtual KernelOutput run_plugin(const KernelDef& def, const TaskInput& in) = 0;
+
   // Returns: device memory currently held by this runner's buffers and pool, in bytes.
   virtual uint64_t device_bytes_in_use() const = 0;
 };
+
+// Returns: the built-in kernels' CUDA implementations as a plugin table (names and run_cuda),
+// for KernelCatalog::attach_builtin_cuda: the catalog, not this side, lists the kernels.
+const tf_plugin& builtin_cuda_kernels();
 
 }  // namespace taskfarm::kernels::gpu

@@ -81,4 +81,9 @@ std::unique_ptr<StreamRunner> create_runner(int device) {
   return l.api->create_runner(device);
 }
 
+const tf_plugin* builtin_kernels() {
+  const Loaded& l = loaded();
+  return l.api ? &l.api->builtin_kernels() : nullptr;
+}
+
 }  // namespace taskfarm::kernels::gpu::plugin

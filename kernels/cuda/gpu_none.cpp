@@ -16,6 +16,12 @@ std::vector<DeviceInfo> list_devices(std::string* why_none) {
 
 bool has_kernel(std::string_view) { return false; }
 
+const tf_plugin& builtin_cuda_kernels() {
+  static const tf_plugin none{TF_PLUGIN_ABI_VERSION, sizeof(tf_kernel), "cuda-builtin", "0", 0,
+                              nullptr};
+  return none;
+}
+
 std::unique_ptr<StreamRunner> StreamRunner::create(int device) {
   throw std::runtime_error("cannot use CUDA device " + std::to_string(device) +
                            ": taskfarm was built without CUDA (TASKFARM_ENABLE_CUDA=OFF)");

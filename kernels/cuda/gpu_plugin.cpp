@@ -7,7 +7,7 @@ using namespace taskfarm::kernels::gpu;
 
 std::unique_ptr<StreamRunner> create_runner(int device) { return StreamRunner::create(device); }
 
-const GpuPluginApi kApi{kGpuPluginAbi, &list_devices, &create_runner};
+const GpuPluginApi kApi{kGpuPluginAbi, &list_devices, &create_runner, &builtin_cuda_kernels};
 
 }  // namespace
 

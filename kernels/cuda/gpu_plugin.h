@@ -13,12 +13,13 @@
 namespace taskfarm::kernels::gpu {
 
 // Bumped whenever GpuPluginApi or the types it passes change.
-inline constexpr int kGpuPluginAbi = 1;
+inline constexpr int kGpuPluginAbi = 2;
 
 struct GpuPluginApi {
   int abi;
   std::vector<DeviceInfo> (*list_devices)(std::string* why_none);
   std::unique_ptr<StreamRunner> (*create_runner)(int device);
+  const tf_plugin& (*builtin_kernels)();  // the built-ins' CUDA side, for the catalog
 };
 
 // The plugin's one exported symbol.
@@ -33,6 +34,8 @@ namespace plugin {
 std::vector<DeviceInfo> list_devices(std::string* why_none = nullptr);
 // Returns: a runner on `device`. Throws: std::runtime_error when the plugin or device is unusable.
 std::unique_ptr<StreamRunner> create_runner(int device);
+// Returns: the built-ins' CUDA table, or nullptr without the plugin.
+const tf_plugin* builtin_kernels();
 }  // namespace plugin
 
 }  // namespace taskfarm::kernels::gpu

@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
+#include <functional>
+#include <optional>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -87,6 +90,7 @@ class CudaStreamRunner final : public StreamRunner {
   void init();
 
   KernelOutput run(std::string_view kernel, const TaskInput& in) override;
+  KernelOutput run_plugin(const KernelDef& def, const TaskInput& in) override;
   uint64_t device_bytes_in_use() const override;
 
  private:
@@ -237,6 +241,70 @@ KernelOutput CudaStreamRunner::run(std::string_view kernel, const TaskInput& in)
     // Leave the runner usable: nothing of this task may still read the staging buffers, and
     // the reduction counter must be 0 for the next kernel.
     (void)cudaMemsetAsync(scratch_.blocks_done, 0, sizeof(unsigned int), stream_);
+    (void)cudaStreamSynchronize(stream_);
+    (void)cudaGetLastError();
+    for (Staging& s : staging_) s.in_flight = false;
+    next_staging_ = 0;
+    throw;
+  }
+}
+
+// A plugin kernel's view of this runner: its stream, and allocations from its pool that are
+// freed in stream order when the task ends.
+struct PluginCuda {
+  tf_cuda cuda{};
+  std::vector<void*> allocations;
+  std::function<void*(size_t)> allocate;
+  static void* alloc(tf_cuda* c, size_t bytes) {
+    auto* self = reinterpret_cast<PluginCuda*>(c);  // `cuda` is the first member
+    try {
+      void* p = self->allocate(bytes);
+      if (p != nullptr) self->allocations.push_back(p);
+      return p;
+    } catch (...) {
+      return nullptr;  // out of memory: the plugin returns TF_RETRY
+    }
+  }
+};
+
+// The caller validated the task against its catalog (the plugin's kernels are not built in).
+KernelOutput CudaStreamRunner::run_plugin(const KernelDef& def, const TaskInput& in) {
+  if (def.abi.run_cuda == nullptr)
+    throw KernelError(std::string(def.name) + ": no CUDA implementation");
+  TASKFARM_CUDA_CHECK(cudaSetDevice(device_));
+  (void)cudaGetLastError();
+  PluginCuda ctx;
+  ctx.allocate = [this](size_t bytes) { return allocate(bytes); };
+  ctx.cuda.device = device_;
+  ctx.cuda.stream = stream_;
+  ctx.cuda.alloc = &PluginCuda::alloc;
+  ctx.cuda.impl = this;
+  auto release = [&] {
+    for (void* p : ctx.allocations) (void)cudaFreeAsync(p, stream_);
+    ctx.allocations.clear();
+  };
+  try {
+    if (!in.payload.empty()) {
+      void* payload = PluginCuda::alloc(&ctx.cuda, in.payload.size());
+      if (payload == nullptr)
+        throw KernelError(std::string(def.name) + ": out of device memory for the payload", true);
+      upload(payload, in.payload.data(), in.payload.size());
+      ctx.cuda.payload_device = payload;
+    }
+    const PluginTask task(def.name, in);
+    PluginOutput output(in);
+    tf_result result{};
+    const int rc = def.abi.run_cuda(task.get(), &ctx.cuda, output.get(), &result);
+    wait();  // everything the plugin enqueued, and the payload upload, is done
+    const cudaError_t err = cudaGetLastError();
+    release();
+    if (err != cudaSuccess)
+      throw KernelError(std::string(def.name) + ": CUDA error " + cudaGetErrorName(err) + ": " +
+                            cudaGetErrorString(err),
+                        /*retryable=*/true);
+    return plugin_outcome(def.name, rc, result, output, in.max_output_bytes);
+  } catch (...) {
+    release();
     (void)cudaStreamSynchronize(stream_);
     (void)cudaGetLastError();
     for (Staging& s : staging_) s.in_flight = false;
@@ -483,6 +551,36 @@ bool built_with_cuda() { return true; }
 
 bool has_kernel(std::string_view kernel) {
   return std::find(std::begin(kGpuKernels), std::end(kGpuKernels), kernel) != std::end(kGpuKernels);
+}
+
+namespace {
+// A built-in's CUDA side through the plugin interface: the runner is the context.
+int run_builtin_cuda(const tf_task* task, tf_cuda* cuda, tf_output*, tf_result* result) {
+  try {
+    const KernelOutput out =
+        static_cast<StreamRunner*>(cuda->impl)->run(task->kernel, task_input_of(*task));
+    result->checksum = out.checksum;
+    result->value = out.value;
+    result->bytes = out.bytes;
+    result->flops = out.flops;
+    return TF_OK;
+  } catch (const KernelError& e) {
+    std::snprintf(result->error, sizeof result->error, "%s", e.what());
+    return e.retryable() ? TF_RETRY : TF_FAILED;
+  }
+}
+}  // namespace
+
+const tf_plugin& builtin_cuda_kernels() {
+  static const std::vector<tf_kernel> table = [] {
+    std::vector<tf_kernel> t;
+    for (std::string_view name : kGpuKernels)
+      t.push_back(tf_kernel{name.data(), nullptr, nullptr, 0, 0, nullptr, nullptr, &run_builtin_cuda});
+    return t;
+  }();
+  static const tf_plugin plugin{TF_PLUGIN_ABI_VERSION, sizeof(tf_kernel), "cuda-builtin", "1",
+                                table.size(), table.data()};
+  return plugin;
 }
 
 std::vector<DeviceInfo> list_devices(std::string* why_none) {
