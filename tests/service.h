@@ -22,6 +22,10 @@ class Service {
     sink_flags.insert(sink_flags.begin(), {"--serve", "--results-dir", farm.path("jobs")});
     sink_.emplace(farm.sink(sink_flags));
     vent_flags.insert(vent_flags.begin(), {"--serve", "--submit", submit_});
+    // No dashboard unless a test asks: tests must not take port 8080.
+    if (std::find(vent_flags.begin(), vent_flags.end(), "--http") == vent_flags.end()) {
+      vent_flags.insert(vent_flags.end(), {"--http", "off"});
+    }
     vent_.emplace(farm.ventilator(vent_flags));
     for (int i = 0; i < workers; ++i) {
       workers_.push_back(farm.worker("w" + std::to_string(i), {"--threads", "2"}));

@@ -83,6 +83,12 @@ TEST(Service, CancelStopsAJobAndFreesTheWorkers) {
   EXPECT_EQ(w.wait_for(0s), std::optional<int>(2)) << "a cancelled job does not succeed";
   const auto partial = read_report(farm.path("jobs/" + long_job + "/report.json"));
   EXPECT_EQ(partial.state(), "cancelled");
+  // The sink's partial report reaches the job's status too (taskfarm wait/status show it).
+  const auto after = svc.status(long_job);
+  ASSERT_EQ(after.jobs_size(), 1);
+  EXPECT_TRUE(after.jobs(0).has_report());
+  EXPECT_EQ(after.jobs(0).report().state(), "cancelled");
+  EXPECT_EQ(after.jobs(0).report().tasks_total(), 2000u);
 }
 
 TEST(Service, FailedTasksGiveExitCode2) {

@@ -186,7 +186,12 @@ void VentilatorCore::on_sink_message(const v1::Envelope& env) {
     case v1::Envelope::kBatchEnd: {
       const auto& be = env.batch_end();
       JobRecord* job = jobs_.get(be.job_id());
-      if (!job || job->finished()) break;
+      if (!job) break;
+      if (job->finished()) {
+        // A job ended early here (cancelled): the sink's partial report completes its status.
+        if (!job->report && be.has_report()) job->report = be.report();
+        break;
+      }
       job->stop_workers = be.stop_workers();
       job->failed = be.tasks_failed();
       if (be.has_report()) job->report = be.report();
