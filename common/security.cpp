@@ -309,7 +309,8 @@ std::string write_key_pair(const std::string& dir, const std::string& name, bool
                      header + "#   ZeroMQ CURVE **Secret** Certificate\n"
                               "#   DO NOT PROVIDE THIS FILE TO OTHER USERS nor change its "
                               "permissions.\n\nmetadata\ncurve\n" +
-                         fmt::format("    public-key = \"{}\"\n    secret-key = \"{}\"\n", pub, sec),
+                         fmt::format("    public-key = \"{}\"\n", pub) +
+                         fmt::format("    secret-key = \"{}\"\n", sec),
                      0600, force);
   try {
     write_private_file(pub_path,

@@ -171,7 +171,8 @@ class Checker final : public nlohmann::json_sax<Json> {
     if (f.array) {
       std::string path;
       for (const Frame& g : stack_) {
-        path += g.array ? fmt::format("[{}]", g.index) : (path.empty() ? "" : ".") + printable(g.key, 64);
+        path += g.array ? fmt::format("[{}]", g.index)
+                        : (path.empty() ? "" : ".") + printable(g.key, 64);
       }
       return path;
     }

@@ -342,7 +342,8 @@ struct SinkCore::Impl {
     }
     const auto body = env->body_case();
     if (!from_head && (body == v1::Envelope::kBatchStart || body == v1::Envelope::kCancelJob)) {
-      reject(nullptr, fmt::format("'{}' message from a key without the head role", body_name(*env)));
+      reject(nullptr,
+             fmt::format("'{}' message from a key without the head role", body_name(*env)));
       return;
     }
     switch (body) {
