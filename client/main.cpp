@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "client/job_client.h"
+#include "client/results.h"
 #include "common/cli.h"
 #include "common/errors.h"
 #include "common/job_state.h"
@@ -131,6 +132,17 @@ int main(int argc, char** argv) {
   wait_cmd->add_flag("-q,--quiet", quiet, "no progress or table");
   auto* cancel = app.add_subcommand("cancel", "stop a job and discard its results");
   cancel->add_option("JOB", job, "job id or name")->required();
+  std::string out_dir, sink_spec;
+  bool no_wait = false;
+  auto* results = app.add_subcommand(
+      "results", "fetch a job's outputs and index into a folder (resumable)");
+  results->add_option("JOB", job, "job id or name")->required();
+  results->add_option("--out", out_dir, "folder for index.jsonl and outputs/ (default: JOB id)");
+  results->add_option("--sink", sink_spec,
+                      "the sink's results service: HOST, HOST:PORT or endpoint (default: the "
+                      "--server host, port 5561)");
+  results->add_flag("--no-wait", no_wait, "fetch what exists now, do not wait for the job");
+  results->add_flag("-q,--quiet", quiet, "no summary line");
   std::string key_name, key_dir = ".";
   bool key_force = false;
   auto* keygen = app.add_subcommand("keygen", "write a CurveZMQ key pair: DIR/NAME.key and DIR/NAME.pub");
@@ -155,6 +167,20 @@ int main(int argc, char** argv) {
       return wait_for(c, id, report_path, quiet);
     }
     if (*status) return print_status(c, job, json);
+    if (*results) {
+      client::FetchOptions f;
+      const auto reply = c.status(job);  // resolves a name, and checks the job exists
+      if (reply.jobs_size() == 0) throw SetupError(fmt::format("unknown job '{}'", job));
+      f.job_id = reply.jobs(0).job_id();
+      f.endpoint = sink_spec.empty() ? client::results_endpoint_near(server)
+                                     : connect_endpoint(sink_spec, kResultsServicePort);
+      if (f.endpoint.empty()) throw SetupError("give --sink: the sink's results service");
+      f.out_dir = out_dir.empty() ? f.job_id : out_dir;
+      f.wait = !no_wait;
+      f.quiet = quiet;
+      f.timeout_ms = static_cast<int64_t>(timeout_s * 1000);
+      return client::fetch_results(f, curve);
+    }
     if (*wait_cmd) return wait_for(c, job, report_path, quiet);
     fmt::print("{}\n", c.cancel(job));
     return kExitOk;

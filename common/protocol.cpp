@@ -96,6 +96,8 @@ std::string_view body_name(const v1::Envelope& e) {
     case v1::Envelope::kCancelReply: return "cancel_reply";
     case v1::Envelope::kServiceInfoRequest: return "service_info_request";
     case v1::Envelope::kServiceInfo: return "service_info";
+    case v1::Envelope::kResultsRequest: return "results_request";
+    case v1::Envelope::kResultsReply: return "results_reply";
     case v1::Envelope::kMetricsSinkStats: return "metrics_sink_stats";
     case v1::Envelope::BODY_NOT_SET: break;
   }

@@ -21,6 +21,7 @@ inline constexpr int kTasksPort = 5557;
 inline constexpr int kResultsPort = 5558;
 inline constexpr int kControlPort = 5559;
 inline constexpr int kSubmitPort = 5560;
+inline constexpr int kResultsServicePort = 5561;  // the sink's outputs, for clients
 
 // Topics of the sink's control PUB socket: [topic][envelope].
 inline constexpr std::string_view kTopicAck = "ack";  // to the ventilator: JobAccepted, Ack

@@ -126,7 +126,7 @@ void run(FuzzedDataProvider& in) {
   std::map<uint64_t, v1::BatchStart> jobs;  // as sent: to check the acks against
   sink::SinkCore core(opt, clock, [&](std::string_view topic, v1::Envelope& env) {
     if (topic != kTopicAck && topic != kTopicCtl) fail("published on an unknown topic");
-    const std::string bytes = env.SerializeAsString();
+    const zmq::message_t bytes = encode(env);  // what the sink's socket sends
     const Decoded d = decode(bytes.data(), bytes.size());
     if (!d) fail("the sink published a message that does not decode");
     if (env.has_ack()) {

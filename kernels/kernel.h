@@ -2,6 +2,7 @@
 // registered through the one plugin interface (include/taskfarm/plugin.h).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -39,8 +40,8 @@ struct TaskInput {
   bool keep_output = false;        // the job asked for outputs
   const Params* params = nullptr;  // the task's sweep point, if any
   Command command;                 // for `exec`
-  // Set (non-zero) when the task is cancelled; long kernels check it.
-  const volatile int* cancelled = nullptr;
+  // Becomes non-zero when the task is cancelled; long kernels check it now and then.
+  const std::atomic<int>* cancelled = nullptr;
   // When set, the kernel appends the bytes it returns to the user here (mandelbrot with
   // keep_output: its band, one grey byte per pixel, row-major; plugins: what they write;
   // exec: stdout), up to max_output_bytes.

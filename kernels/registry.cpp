@@ -150,7 +150,7 @@ TaskInput task_input_of(const tf_task& t) {
   in.task_id = t.task_id;
   in.attempt = t.attempt;
   in.keep_output = t.keep_output != 0;
-  in.cancelled = t.cancelled;
+  in.cancelled = reinterpret_cast<const std::atomic<int>*>(const_cast<const int*>(t.cancelled));
   return in;
 }
 
@@ -410,8 +410,10 @@ PluginTask::PluginTask(std::string_view kernel, const TaskInput& in) {
     task_.params = params_.data();
     task_.n_params = params_.size();
   }
-  static const volatile int kNever = 0;
-  task_.cancelled = in.cancelled ? in.cancelled : &kNever;
+  // The C interface reads the flag through a volatile int: std::atomic<int> is a lock-free int.
+  static_assert(std::atomic<int>::is_always_lock_free && sizeof(std::atomic<int>) == sizeof(int));
+  static const std::atomic<int> kNever{0};
+  task_.cancelled = reinterpret_cast<const volatile int*>(in.cancelled ? in.cancelled : &kNever);
 }
 
 PluginOutput::PluginOutput(const TaskInput& in) : target_(in.output), limit_(in.max_output_bytes) {

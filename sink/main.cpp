@@ -1,5 +1,8 @@
 // taskfarm-sink: collects results, prints the report table, writes --report FILE.
+#include <fmt/core.h>
+
 #include "common/cli.h"
+#include "common/errors.h"
 #include "common/net.h"
 #include "common/protocol.h"
 #include "sink/sink.h"
@@ -33,6 +36,16 @@ int main(int argc, char** argv) {
   app.add_option("--max-tasks", opt.max_tasks_per_job, "largest job accepted, in tasks")
       ->check(CLI::Range(uint64_t{1}, uint64_t{UINT32_MAX}))
       ->capture_default_str();
+  uint64_t max_output_mb = opt.max_output_bytes >> 20;
+  auto* max_output_opt =
+      app.add_option("--max-output-mb", max_output_mb,
+                     "largest output of one task, in MiB (default 64, at most half the message "
+                     "limit)")
+          ->check(CLI::Range(uint64_t{1}, uint64_t{1024}));
+  std::string service_spec;
+  app.add_option("--results-service", service_spec,
+                 "endpoint for `taskfarm results` clients (default with --serve: tcp://*:5561; "
+                 "'off': none)");
   opt.curve.add_flags(app, /*server=*/true, /*client=*/false);
   add_common_flags(app);
   return cli_main(app, argc, argv, [&] {
@@ -40,6 +53,18 @@ int main(int argc, char** argv) {
     if (opt.serve && opt.results_dir.empty()) opt.results_dir = "taskfarm-results";
     opt.results_bind = bind_endpoint(results_spec, kResultsPort);
     opt.control_bind = bind_endpoint(control_spec, kControlPort);
+    // An output travels in a result message: it must fit, with room for the rest.
+    if (max_output_opt->count() == 0) {
+      max_output_mb = std::min<uint64_t>(max_output_mb, static_cast<uint64_t>(max_message_mb) / 2);
+    } else if (max_output_mb + 1 > static_cast<uint64_t>(max_message_mb)) {
+      throw SetupError(fmt::format("--max-output-mb {} needs --max-message-mb of at least {}",
+                                   max_output_mb, max_output_mb + 1));
+    }
+    opt.max_output_bytes = std::max<uint64_t>(max_output_mb, 0) << 20;
+    if (opt.max_output_bytes == 0) opt.max_output_bytes = uint64_t{512} << 10;
+    if (service_spec != "off" && (opt.serve || !service_spec.empty())) {
+      opt.results_service_bind = bind_endpoint(service_spec, kResultsServicePort);
+    }
     sink::Sink s(opt);
     return s.run();
   });

@@ -18,7 +18,9 @@ struct Sink::Impl {
   Curve curve{opt.curve, ctx};  // before the sockets: outlives them
   zmq::socket_t results{ctx, zmq::socket_type::pull};
   zmq::socket_t control{ctx, zmq::socket_type::pub};
-  std::string results_ep, control_ep;
+  zmq::socket_t service{ctx, zmq::socket_type::router};  // `taskfarm results` clients
+  std::string results_ep, control_ep, service_ep;
+  RejectCounter service_rejects{"results service"};
   SinkCore core;
 
   Impl(SinkOptions o, const Clock& clock)
@@ -29,12 +31,37 @@ struct Sink::Impl {
         }) {
     configure_socket(results, opt.max_message_bytes);
     results.set(zmq::sockopt::rcvhwm, 10000);
-    configure_socket(control, opt.max_message_bytes, 2000);  // linger: flush BatchEnd/Kill
+    configure_socket(control, kMaxSubscriptionBytes, 2000);  // linger: flush BatchEnd/Kill
     control.set(zmq::sockopt::sndhwm, 100000);
     curve.make_server(results, ServerSocket::kResults);
     curve.make_server(control, ServerSocket::kControl);
     results_ep = bind_socket(results, opt.results_bind, "results");
     control_ep = bind_socket(control, opt.control_bind, "control");
+    if (!opt.results_service_bind.empty()) {
+      configure_socket(service, kMaxSubscriptionBytes, 1000);  // requests are small
+      service.set(zmq::sockopt::sndhwm, 16);  // replies carry up to 16 MiB of outputs
+      curve.make_server(service);
+      service_ep = bind_socket(service, opt.results_service_bind, "results service");
+    }
+  }
+
+  void serve_clients() {
+    drain_socket(service, Framing::kRoutingId, service_rejects,
+                 [this](std::string_view client, const zmq::message_t& frame) {
+                   Decoded d = decode(frame);
+                   if (!d) {
+                     service_rejects.reject(d.error);
+                     return;
+                   }
+                   v1::Envelope reply = core.on_client_request(*d.envelope);
+                   if (reply.body_case() == v1::Envelope::BODY_NOT_SET) {
+                     service_rejects.reject(fmt::format("unexpected '{}' message",
+                                                        body_name(*d.envelope)));
+                     return;
+                   }
+                   (void)try_send_to(service, client, encode(reply));
+                 },
+                 16);
   }
 
   // Tells the workers to exit, repeated for `ms`: a worker whose subscription is still joining
@@ -50,13 +77,16 @@ struct Sink::Impl {
   }
 
   int run() {
-    log::info("results on {}, control on {}", results_ep, control_ep);
+    log::info("results on {}, control on {}{}", results_ep, control_ep,
+              service_ep.empty() ? std::string() : ", results service on " + service_ep);
     zmq::message_t frame;
     std::optional<int> exit_code;
+    const bool serving = !service_ep.empty();
     while (!stop_requested() && !exit_code) {
-      zmq::pollitem_t items[] = {{results.handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::pollitem_t items[] = {{results.handle(), 0, ZMQ_POLLIN, 0},
+                                 {serving ? service.handle() : nullptr, 0, ZMQ_POLLIN, 0}};
       try {
-        zmq::poll(items, 1, std::chrono::milliseconds(200));
+        zmq::poll(items, serving ? 2 : 1, std::chrono::milliseconds(200));
       } catch (const zmq::error_t& e) {
         if (e.num() == EINTR) continue;
         throw;
@@ -77,6 +107,7 @@ struct Sink::Impl {
         while (frame.more()) (void)results.recv(frame, zmq::recv_flags::none);  // discard extras
       }
       core.flush_acks();
+      if (serving && (items[1].revents & ZMQ_POLLIN)) serve_clients();
       core.progress();
       core.publish_stats();
       exit_code = core.finish_complete_jobs();

@@ -24,6 +24,8 @@ struct SinkOptions {
   // Limits that keep the sink's memory bounded whatever its peers send (flags of the same names).
   uint64_t max_jobs = 1000;                      // jobs aggregated at once
   uint64_t max_tasks_per_job = UINT32_MAX;         // tasks in one job (reports count in 32 bits)
+  uint64_t max_output_bytes = uint64_t{64} << 20;  // one task's output (--max-output-mb)
+  std::string results_service_bind;  // ROUTER for `taskfarm results` (empty: none)
   CurveOptions curve;
 };
 

@@ -15,8 +15,10 @@
 #include "common/signals.h"
 #include "common/text.h"
 #include "kernels/inputs.h"
+#include "kernels/kernel.h"
 #include "sink/aggregator.h"
 #include "sink/metrics.h"
+#include "sink/outputs.h"
 #include "sink/png.h"
 
 namespace taskfarm::sink {
@@ -59,6 +61,8 @@ struct SinkJob {
   // The sink's count of rejected frames that name no job, when this job started: those
   // rejected while it runs count in its report too.
   uint64_t unattributed_at_start = 0;
+
+  std::unique_ptr<JobOutputs> outputs;  // index and outputs, for jobs that return them
 
   explicit SinkJob(const v1::BatchStart& start) : agg(start), spec(start.spec()) {
     uint64_t first = 0;
@@ -115,6 +119,10 @@ struct SinkCore::Impl {
   }
 
   void flush_acks() {
+    // Outputs first: a task is acknowledged once its output and index line are written.
+    for (auto& [id, job] : active) {
+      if (job.outputs) job.outputs->flush();
+    }
     if (pending_ack.done_size() == 0 && pending_ack.retry_size() == 0) return;
     const uint64_t job_id = pending_ack.job_id();
     v1::Envelope env;
@@ -197,6 +205,14 @@ struct SinkCore::Impl {
         return;
       }
       SinkJob& job = active.try_emplace(id, start).first->second;
+      if (job_has_outputs(start.spec())) {
+        if (opt.results_dir.empty()) {
+          opt.results_dir = "taskfarm-results";
+          log::info("job '{}' returns outputs: writing them to {}/ (taskfarm-sink --results-dir)",
+                    printable(start.name()), opt.results_dir);
+        }
+        job.outputs = std::make_unique<JobOutputs>(opt.results_dir, id, start.spec());
+      }
       // A one-shot sink lives for its batch: what it rejected before counts too.
       job.unattributed_at_start = opt.serve ? unattributed : 0;
       accepted_one = true;
@@ -232,9 +248,20 @@ struct SinkCore::Impl {
 
   // Returns: why the result's output cannot be the task's, or nullopt. The task is then
   // retried like a device failure: another worker may produce a good one.
-  static std::optional<std::string> check_output(const SinkJob& job, const v1::Result& r) {
+  std::optional<std::string> check_output(const SinkJob& job, const v1::Result& r) const {
     if (r.output().empty()) return std::nullopt;
+    if (r.output().size() > opt.max_output_bytes) {
+      return fmt::format("task {} returned {:.1f} MiB of output, above the sink's limit of {} MiB "
+                         "(--max-output-mb)",
+                         r.task_id(), static_cast<double>(r.output().size()) / (1 << 20),
+                         opt.max_output_bytes >> 20);
+    }
     const int e = job.entry_of(r.task_id());
+    const std::string& kernel = job.spec.tasks(e).kernel();
+    if (job.outputs && r.status() == v1::STATUS_OK &&
+        (kernel == "exec" || kernels::KernelCatalog::builtins().find(kernel) == nullptr)) {
+      return std::nullopt;  // a command's stdout, a plugin's output: any bytes
+    }
     if (!job.assembles_image(e) || r.status() != v1::STATUS_OK) {
       return fmt::format("task {} returned {} output bytes its job did not ask for", r.task_id(),
                          r.output().size());
@@ -306,11 +333,17 @@ struct SinkCore::Impl {
         result = &bad_output;
       }
       switch (job.agg.add(*result, batch.worker(), now)) {
-        case Outcome::kFinal:
+        case Outcome::kFinal: {
           pending_ack.add_done(r.task_id());
           if (result->status() != v1::STATUS_OK) pending_ack.add_failed(r.task_id());
-          if (!result->output().empty() && !opt.results_dir.empty()) place_band(job, *result);
+          const int e = job.entry_of(r.task_id());
+          if (!result->output().empty() && job.assembles_image(e)) place_band(job, *result);
+          if (job.outputs) {
+            job.outputs->record(*result, batch.worker().id(), e,
+                                r.task_id() - job.starts[static_cast<size_t>(e)]);
+          }
           break;
+        }
         case Outcome::kDuplicate:  // re-ack: the first ack may have been lost
           pending_ack.add_done(r.task_id());
           break;
@@ -387,6 +420,54 @@ struct SinkCore::Impl {
     publish(kTopicAck, env);
   }
 
+  v1::Envelope on_client_request(const v1::Envelope& request) {
+    v1::Envelope reply;
+    if (!request.has_results_request()) return reply;
+    auto* r = reply.mutable_results_reply();
+    const auto& req = request.results_request();
+    uint64_t id = 0;
+    const std::string& key = req.job_id();
+    if (key.size() != 16 || key.find_first_not_of("0123456789abcdef") != std::string::npos) {
+      r->set_error(fmt::format("'{}' is not a job id (16 hex digits)", printable(key)));
+      return reply;
+    }
+    id = std::stoull(key, nullptr, 16);
+    v1::JobState state = v1::JOB_STATE_UNSPECIFIED;
+    if (auto it = active.find(id); it != active.end()) {
+      if (it->second.outputs) it->second.outputs->flush();
+      state = v1::JOB_RUNNING;
+    } else if (auto e = ended.find(id); e != ended.end()) {
+      state = e->second.has_batch_end() ? e->second.batch_end().state() : v1::JOB_CANCELLED;
+    }
+    const uint64_t max_bytes =
+        std::clamp<uint64_t>(req.max_bytes() ? req.max_bytes() : uint64_t{16} << 20, 1,
+                             uint64_t{64} << 20);
+    if (opt.results_dir.empty() ||
+        !read_outputs(opt.results_dir, id, req.offset(), max_bytes, *r)) {
+      if (state == v1::JOB_RUNNING) {
+        r->set_error(fmt::format("job {} returns no outputs (its kernels write none; the report "
+                                 "has its results)",
+                                 key));
+      } else {
+        r->set_error(fmt::format("no outputs of job {} here (not a job of this sink, or none)",
+                                 key));
+      }
+      return reply;
+    }
+    r->set_state(state);
+    // Complete once the job is over and every line has been read; a job this sink no longer
+    // remembers (a restart) is over if its report is there.
+    const bool over = state != v1::JOB_RUNNING &&
+                      (state != v1::JOB_STATE_UNSPECIFIED ||
+                       std::filesystem::exists(std::filesystem::path(opt.results_dir) / key /
+                                               "report.json"));
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(
+        std::filesystem::path(opt.results_dir) / key / "index.jsonl", ec);
+    r->set_complete(over && !ec && r->next_offset() >= size);
+    return reply;
+  }
+
   void progress() {
     const int64_t now = clock.steady_ns();
     if (active.empty() || now - last_progress_ns < ms_to_ns(5000)) return;
@@ -426,6 +507,7 @@ struct SinkCore::Impl {
 
   // Reports a job and publishes its end. Returns: the exit code it stands for.
   int end_job(uint64_t id, SinkJob& job, v1::JobState state) {
+    if (job.outputs) job.outputs->flush();  // the index is whole before the report appears
     v1::Report rep = job.agg.report();
     metrics.fold(job.agg);
     rep.set_rejected_messages(
@@ -514,6 +596,15 @@ void SinkCore::flush_acks() { impl_->flush_acks(); }
 std::optional<int> SinkCore::finish_complete_jobs() { return impl_->finish_complete_jobs(); }
 void SinkCore::progress() { impl_->progress(); }
 int SinkCore::stop() { return impl_->stop(); }
+v1::Envelope SinkCore::on_client_request(const v1::Envelope& request) {
+  try {
+    return impl_->on_client_request(request);
+  } catch (const std::exception& e) {
+    v1::Envelope reply;
+    reply.mutable_results_reply()->set_error(fmt::format("the sink failed: {}", e.what()));
+    return reply;
+  }
+}
 uint64_t SinkCore::rejected() const { return impl_->rejects.count(); }
 size_t SinkCore::active_jobs() const { return impl_->active.size(); }
 

@@ -54,6 +54,10 @@ class SinkCore {
   // Returns: the exit code (130 for an interrupted one-shot batch, 0 in serve mode).
   int stop();
 
+  // Answers a client of the results service (`taskfarm results`). Never throws.
+  // Returns: the reply (without a body for a request it does not serve).
+  v1::Envelope on_client_request(const v1::Envelope& request);
+
   // Returns: frames rejected since start (undecodable, out of place, invalid fields).
   uint64_t rejected() const;
   // Returns: jobs being aggregated now.

@@ -259,7 +259,7 @@ class WebFarm {
  public:
   explicit WebFarm(Farm& farm, std::vector<std::string> worker_env = {})
       : farm_(farm), submit_("ipc://" + farm.path("submit")) {
-    sink_.emplace(farm.sink({"--serve"}));
+    sink_.emplace(farm.sink({"--serve", "--results-service", "off"}));
     vent_.emplace(farm.ventilator({"--serve", "--submit", submit_, "--http", "0"}));
     worker_.emplace(farm.worker("w0", {"--threads", "2"}, std::move(worker_env)));
     port = dashboard_port(*vent_);
@@ -345,7 +345,9 @@ TEST(HttpFarm, CancelButtonEndpointCancelsARunningJobAndFailuresCarryTheirError)
   auto res = web.client->Post("/api/jobs/" + id + "/cancel", "", "text/plain");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 200) << res->body;
-  EXPECT_EQ(get_json(*web.client, "/api/jobs/" + id)["state"], "cancelled");
+  // The cancel is queued to the event loop; the next snapshot (every 250 ms) shows it.
+  job = web.poll("/api/jobs/" + id, [](const json& j) { return j["state"] != "running"; });
+  EXPECT_EQ(job["state"], "cancelled");
   res = web.client->Post("/api/jobs/" + id + "/cancel", "", "text/plain");
   EXPECT_EQ(res->status, 409) << res->body;
   EXPECT_EQ(json::parse(res->body)["error"], "job '" + id + "' is already cancelled");

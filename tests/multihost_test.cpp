@@ -1,9 +1,10 @@
 // Multi-host tests: the sink and ventilator on a "head" network namespace, workers on other
 // namespaces with their own host names, joined by veth links over TCP (tests/netns.h). They
 // check what a real cluster adds to the loopback tests: other hosts' addresses and host names,
-// a slow and lossy network (tc netem), a worker cut off by a network partition, and
+// a slow and lossy network (100 ms delay and 10% loss each way, made with iptables and
+// tests/netdelay.cpp: no netem needed), a worker cut off by a network partition, and
 // scripts/launch_ssh.sh. Skipped with the reason when the machine cannot make namespaces (not
-// root, no iproute2) or, for the netem test, when the kernel has no netem.
+// root, no iproute2) or, for the delay/loss test, when iptables cannot be installed.
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -43,6 +44,48 @@ class MultiHostFarm {
   }
 
   netns::Lab& lab() { return lab_; }
+
+  // Gives the link to `host` `delay_ms` of delay and `loss_percent`% random loss in each
+  // direction, as `tc qdisc ... netem delay D loss L` on both of its ends would, on kernels
+  // without netem: in the host's namespace, iptables drops packets on eth0 at random (statistic
+  // match) and queues the others (NFQUEUE) to netdelay, which holds each one for D ms.
+  void impair(const std::string& host, int delay_ms, int loss_percent) {
+    delayers_.emplace_back(lab_.exec(host, {TASKFARM_NETDELAY, "0", std::to_string(delay_ms)}),
+                           path("netdelay-" + host));
+    Process& delayer = delayers_.back();
+    for (int i = 0; i < 500 && delayer.running() && delayer.out().empty(); ++i) {
+      std::this_thread::sleep_for(10ms);
+    }
+    ASSERT_EQ(delayer.out(), "ready\n") << delayer.err();
+    const std::string iptables = "ip netns exec " + lab_.ns_name(host) + " " +
+                                 netns::find_program("iptables");
+    const std::string p = std::to_string(loss_percent / 100.0);
+    for (const char* hook : {"OUTPUT -o", "INPUT -i"}) {
+      for (const std::string& rule : {" eth0 -m statistic --mode random --probability " + p +
+                                          " -j DROP",
+                                      std::string(" eth0 -j NFQUEUE --queue-num 0")}) {
+        auto r = netns::run_command(iptables + " -A " + hook + rule);
+        ASSERT_EQ(r.rc, 0) << iptables << " -A " << hook << rule << ": " << r.output;
+      }
+    }
+  }
+
+  // Returns: {packets dropped, packets delayed} on `host`'s link so far (iptables counters).
+  std::pair<uint64_t, uint64_t> impaired_packets(const std::string& host) const {
+    auto r = netns::run_command("ip netns exec " + lab_.ns_name(host) + " " +
+                                netns::find_program("iptables") + " -L -v -x -n");
+    std::pair<uint64_t, uint64_t> counts{0, 0};
+    std::istringstream in(r.output);
+    for (std::string line; std::getline(in, line);) {
+      std::istringstream fields(line);
+      uint64_t packets = 0;
+      std::string bytes, target;
+      if (!(fields >> packets >> bytes >> target)) continue;
+      if (target == "DROP") counts.first += packets;
+      if (target == "NFQUEUE") counts.second += packets;
+    }
+    return counts;
+  }
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
   std::string write(const std::string& name, const std::string& text) const {
     std::ofstream(path(name)) << text;
@@ -131,6 +174,7 @@ class MultiHostFarm {
 
  private:
   netns::Lab lab_;  // first member: destroyed last, after everything started in it
+  std::vector<Process> delayers_;
   std::vector<int> ports_;
   std::filesystem::path dir_;
 };
@@ -177,13 +221,27 @@ TEST(MultiHost, WorkersOnTwoHostsReportTheirHostNamesAndTheLoopbackDigest) {
   for (const auto& w : r.workers()) EXPECT_GT(w.tasks(), 0u) << w.id();
 }
 
+// Returns: why worker links cannot be given delay and loss here, or nullopt (iptables is
+// installed when missing).
+std::optional<std::string> impairment_unavailable() {
+  if (auto why = netns::Lab::unavailable()) return why;
+  if (std::string(TASKFARM_NETDELAY).empty()) {
+    return "tests/netdelay was not built: libnetfilter-queue-dev is missing (scripts/deps.sh)";
+  }
+  auto r = netns::run_command(std::string(TASKFARM_SOURCE_DIR) +
+                              "/tests/cluster/ensure_packages.sh iptables 2>/dev/null");
+  if (r.rc != 0) return r.output;
+  return std::nullopt;
+}
+
 TEST(MultiHost, BatchCompletesOver100msDelayAnd10PercentLossOnWorkerLinks) {
   SKIP_WITHOUT_NAMESPACES();
-  if (auto why = netns::Lab::netem_unavailable()) GTEST_SKIP() << "multihost: " << *why;
+  if (auto why = impairment_unavailable()) GTEST_SKIP() << "multihost: " << *why;
   const std::string expected = clean_digest(kMixedJob);
   MultiHostFarm farm({16557, 16558, 16559});
   // Both directions of each worker link: 200 ms round trips, ~19% of round trips lose a packet.
-  for (const char* w : kWorkers) farm.lab().netem(w, "delay 100ms loss 10%");
+  for (const char* w : kWorkers) farm.impair(w, 100, 10);
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
   // A lost segment stalls its TCP stream for one or more retransmission timeouts (0.4 s, then
   // doubling), so heartbeats can be seconds late: timeouts sized for such a link, as a WAN
   // deployment would set them, so that the test is about delivery and not about false alarms.
@@ -198,7 +256,18 @@ TEST(MultiHost, BatchCompletesOver100msDelayAnd10PercentLossOnWorkerLinks) {
   EXPECT_EQ(r.tasks_failed(), 0u);
   EXPECT_EQ(r.result_digest(), expected);
   EXPECT_EQ(hosts_of(r), (std::multiset<std::string>{"node-w1", "node-w2"}));
-  EXPECT_GT(r.latency_us().p50(), 100000) << "netem delay not applied?";
+  EXPECT_GT(r.latency_us().p50(), 100000) << "delay not applied?";
+  for (const char* w : kWorkers) {
+    // Each packet is dropped with probability 0.1 before it is queued. A batch is 100-200
+    // packets a link, so the share dropped varies: no drop at all has odds of ~1e-6, a third
+    // (a wrong probability) far less.
+    const auto [dropped, delayed] = farm.impaired_packets(w);
+    EXPECT_GT(delayed, 50u) << w;
+    EXPECT_GT(dropped, 0u) << w << ": " << delayed << " delayed";
+    EXPECT_LT(dropped * 3, dropped + delayed)
+        << w << ": " << dropped << " dropped, " << delayed << " delayed";
+    std::cout << w << ": " << dropped << " packets dropped, " << delayed << " delayed 100 ms\n";
+  }
 }
 
 constexpr const char* kSleepJob = R"({ "name": "multihost-partition", "tasks": [

@@ -54,7 +54,7 @@ inline CommandResult run_command(const std::string& command) {
 }
 
 // Returns: the full path of program `name` (Process execs without a PATH search), looking in
-// PATH and in the sbin folders where Debian keeps ip and tc; empty when not found.
+// PATH and in the sbin folders where Debian keeps ip and iptables; empty when not found.
 inline std::string find_program(const std::string& name) {
   std::string path = getenv("PATH") ? getenv("PATH") : "";
   path += ":/usr/sbin:/sbin:/usr/bin:/bin";
@@ -109,29 +109,8 @@ class Lab {
     return std::nullopt;
   }
 
-  // Returns: why `tc ... netem` cannot be used here (no tc, kernel without sch_netem), or nullopt.
-  static std::optional<std::string> netem_unavailable() {
-    if (auto why = unavailable()) return why;
-    const std::string ip = find_program("ip"), tc = find_program("tc");
-    if (tc.empty()) return "tc (iproute2) is not installed";
-    if (auto modprobe = find_program("modprobe"); !modprobe.empty()) {
-      run_command(modprobe + " sch_netem");
-    }
-    const std::string probe = prefix_for(getpid()) + "probe";
-    run_command(ip + " netns add " + probe);
-    run_command(ip + " -n " + probe + " link set dev lo up");
-    auto q = run_command(ip + " netns exec " + probe + " " + tc +
-                         " qdisc add dev lo root netem delay 1ms");
-    run_command(ip + " netns del " + probe);
-    if (q.rc != 0) {
-      return "tc netem is unavailable (kernel built without CONFIG_NET_SCH_NETEM, or "
-             "`modprobe sch_netem` failed): " + q.output;
-    }
-    return std::nullopt;
-  }
-
   // Makes the head namespace. Throws: std::runtime_error when a command fails.
-  Lab() : ip_(find_program("ip")), tc_(find_program("tc")), prefix_(prefix_for(getpid())) {
+  Lab() : ip_(find_program("ip")), prefix_(prefix_for(getpid())) {
     sweep_stale(ip_);
     for (const auto& ns : namespaces_now()) {  // left by an earlier test in this process
       run_command(ip_ + " netns del " + ns);
@@ -174,6 +153,19 @@ class Lab {
   // Returns: the head's address on the link to `host`.
   const std::string& head_address(const std::string& host) const { return hosts_.at(host); }
 
+  // Returns: `host`'s own address (the far end of its link).
+  std::string host_address(const std::string& host) const {
+    const std::string& head = hosts_.at(host);
+    return head.substr(0, head.size() - 1) + "2";
+  }
+
+  // Lets hosts reach each other through the head (IPv4 forwarding on), as the nodes of one
+  // cluster network do. Throws: std::runtime_error when it cannot be set.
+  void route_between_hosts() {
+    must(ip_ + " netns exec " + ns_name("head") +
+         " sh -c 'echo 1 > /proc/sys/net/ipv4/ip_forward'");
+  }
+
   // Returns: argv that runs `argv` in namespace `name`, with host name `hostname` if not empty.
   std::vector<std::string> exec(const std::string& name, std::vector<std::string> argv,
                                 const std::string& hostname = "") const {
@@ -185,15 +177,6 @@ class Lab {
     }
     out.insert(out.end(), argv.begin(), argv.end());
     return out;
-  }
-
-  // Applies `tc qdisc replace ... root netem SPEC` to both ends of the link to `host`, so both
-  // directions are impaired. Throws: std::runtime_error when tc fails.
-  void netem(const std::string& host, const std::string& spec) {
-    must(ip_ + " netns exec " + ns_name(host) + " " + tc_ + " qdisc replace dev eth0 root netem " +
-         spec);
-    must(ip_ + " netns exec " + ns_name("head") + " " + tc_ + " qdisc replace dev to-" + host +
-         " root netem " + spec);
   }
 
   // Cuts (false) or restores (true) the link to `host` from the head side.
@@ -256,7 +239,7 @@ class Lab {
     if (r.rc != 0) throw std::runtime_error("`" + command + "` failed: " + r.output);
   }
 
-  std::string ip_, tc_, prefix_;
+  std::string ip_, prefix_;
   std::vector<std::string> made_;
   std::map<std::string, std::string> hosts_;
 };

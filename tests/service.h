@@ -17,9 +17,14 @@ using namespace std::chrono_literals;
 class Service {
  public:
   explicit Service(Farm& farm, int workers = 2, std::vector<std::string> vent_flags = {},
-                   std::vector<std::string> sink_flags = {})
+                   std::vector<std::string> sink_flags = {},
+                   std::vector<std::string> worker_flags = {"--threads", "2"})
       : farm_(farm), submit_("ipc://" + farm.path("submit")) {
     sink_flags.insert(sink_flags.begin(), {"--serve", "--results-dir", farm.path("jobs")});
+    // No results service on the default port unless a test asks: tests run side by side.
+    if (std::find(sink_flags.begin(), sink_flags.end(), "--results-service") == sink_flags.end()) {
+      sink_flags.insert(sink_flags.end(), {"--results-service", "off"});
+    }
     sink_.emplace(farm.sink(sink_flags));
     vent_flags.insert(vent_flags.begin(), {"--serve", "--submit", submit_});
     // No dashboard unless a test asks: tests must not take port 8080.
@@ -28,7 +33,7 @@ class Service {
     }
     vent_.emplace(farm.ventilator(vent_flags));
     for (int i = 0; i < workers; ++i) {
-      workers_.push_back(farm.worker("w" + std::to_string(i), {"--threads", "2"}));
+      workers_.push_back(farm.worker("w" + std::to_string(i), worker_flags));
     }
     EXPECT_TRUE(vent_->wait_for_log("serving jobs", 10s)) << vent_->err();
   }

@@ -266,9 +266,10 @@ std::vector<GiveUp> Dispatcher::drop_worker(const std::string& worker, const std
   return give_ups;
 }
 
-void Dispatcher::on_ack(const v1::Ack& ack) {
+std::vector<GiveUp> Dispatcher::on_ack(const v1::Ack& ack) {
+  std::vector<GiveUp> give_ups;
   auto j = jobs_.find(ack.job_id());
-  if (j == jobs_.end()) return;
+  if (j == jobs_.end()) return give_ups;
   Job& job = j->second;
   for (uint64_t id : ack.done()) {
     auto e = job.open.find(id);
@@ -285,10 +286,9 @@ void Dispatcher::on_ack(const v1::Ack& ack) {
     auto e = job.open.find(id);
     if (e == job.open.end() || e->second.state != State::kAssigned) continue;
     release(e->second);
-    ++e->second.attempt;
-    requeue(job, id, e->second);
-    ++reissued_;
+    lose(job, id, e->second, "the sink asked for another attempt", give_ups);
   }
+  return give_ups;
 }
 
 std::pair<Dispatcher::Job*, Dispatcher::Group*> Dispatcher::pick(const Worker& w) {

@@ -100,7 +100,10 @@ class Dispatcher {
   bool offered(const std::string& kernel) const;
 
   // ---- sink
-  void on_ack(const v1::Ack& ack);
+  // Closes the leases of finished tasks and re-issues those the sink asks to retry.
+  // Returns: tasks given up because a retry was asked for after their last attempt (a sink
+  // that disagrees with the job's max_attempts).
+  std::vector<GiveUp> on_ack(const v1::Ack& ack);
 
   // ---- dispatch
   // Returns: tasks to send now, at most one assignment per worker with credit.

@@ -163,7 +163,7 @@ void VentilatorCore::heartbeat_workers() {
 
 void VentilatorCore::on_sink_message(const v1::Envelope& env) {
   switch (env.body_case()) {
-    case v1::Envelope::kAck: dispatcher_.on_ack(env.ack()); break;
+    case v1::Envelope::kAck: send_give_ups(dispatcher_.on_ack(env.ack())); break;
     case v1::Envelope::kJobAccepted: {
       JobRecord* job = jobs_.get(env.job_accepted().job_id());
       if (!job || job->state != v1::JOB_QUEUED) break;

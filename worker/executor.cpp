@@ -25,7 +25,7 @@ v1::Result run_task(const v1::Task& task, const TaskRunner& runner) {
 }
 
 void run_task(const v1::Task& task, const TaskRunner& runner, v1::Result& r,
-              const volatile int* cancelled, uint64_t max_output_bytes) {
+              const std::atomic<int>* cancelled, uint64_t max_output_bytes) {
   r.Clear();
   r.set_job_id(task.job_id());
   r.set_task_id(task.task_id());
@@ -142,7 +142,7 @@ void Executor::loop(std::function<TaskRunner()> make_runner, int index) {
       slot.task_id = queued.task->task_id();
       slot.command = queued.task->argv_size() > 0;
       slot.active = true;
-      std::atomic_ref<int>(slot.cancelled).store(0);
+      slot.cancelled.store(0);
     }
     const v1::Task& task = *queued.task;
     if (crash_task >= 0 && task.task_id() == static_cast<uint64_t>(crash_task)) {
@@ -161,7 +161,7 @@ void Executor::loop(std::function<TaskRunner()> make_runner, int index) {
       std::lock_guard lock(mu_);
       --running_;
       slot.active = false;
-      if (std::atomic_ref<int>(slot.cancelled).load() != 0 && r.status() != v1::STATUS_OK) {
+      if (slot.cancelled.load() != 0 && r.status() != v1::STATUS_OK) {
         // Stopped on request: not this task's fault, so not a result (and not an attempt).
         v1::TaskRef ref;
         ref.set_job_id(task.job_id());
@@ -228,7 +228,7 @@ size_t Executor::cancel_running(uint64_t job_id, bool commands_only) {
   for (Running& slot : running_slots_) {
     if (!slot.active || (job_id != 0 && slot.job_id != job_id)) continue;
     if (commands_only && !slot.command) continue;
-    std::atomic_ref<int>(slot.cancelled).store(1);
+    slot.cancelled.store(1);
     ++n;
   }
   return n;

@@ -3,6 +3,7 @@
 // descriptor (eventfd) lets it poll for completions next to its ZeroMQ sockets.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -84,13 +85,12 @@ class Executor {
   };
   std::deque<Queued> queue_;
   Results done_;
-  // What each thread runs now; `cancelled` is read by the kernel (through a volatile pointer)
-  // and written here with std::atomic_ref.
+  // What each thread runs now; the kernel reads `cancelled` while it runs.
   struct Running {
     uint64_t job_id = 0, task_id = 0;
     bool active = false;
     bool command = false;  // an exec task
-    int cancelled = 0;
+    std::atomic<int> cancelled{0};
   };
   std::vector<Running> running_slots_;  // one per thread; guarded by mu_ but `cancelled`
   std::vector<v1::TaskRef> aborted_;
@@ -109,7 +109,7 @@ v1::Result run_task(const v1::Task& task, const TaskRunner& runner);
 // The same into `out` (cleared first), reusing its memory; `cancelled` is what the kernel
 // sees as TaskInput::cancelled, and outputs larger than `max_output_bytes` fail the task.
 void run_task(const v1::Task& task, const TaskRunner& runner, v1::Result& out,
-              const volatile int* cancelled = nullptr,
+              const std::atomic<int>* cancelled = nullptr,
               uint64_t max_output_bytes = uint64_t{64} << 20);
 
 }  // namespace taskfarm::worker

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <atomic>
 #include <thread>
 
@@ -14,13 +15,15 @@
 #include "common/protocol.h"
 #include "common/signals.h"
 #include "kernels/cuda/gpu_plugin.h"
+#include "worker/exec_kernel.h"
 #include "worker/executor.h"
 
 namespace taskfarm::worker {
 namespace {
 
-// Most results per message to the sink.
+// Most results per message to the sink, and about this many output bytes (at least one).
 constexpr int kMaxResultsPerMessage = 1024;
+constexpr size_t kMaxResultBytesPerMessage = size_t{8} << 20;
 // Adaptive prefetch: keep about this much queued work per slot, within [1, kMaxExtra] tasks.
 constexpr int64_t kPrefetchTargetNs = 2'000'000;
 constexpr int64_t kMaxExtraPerSlot = 1024;
@@ -98,9 +101,22 @@ struct Worker::Impl {
   Results unsent;          // results waiting for the sink's socket
   v1::Envelope outgoing;   // reused for result messages
 
+  std::shared_ptr<ExecRunner> exec_runner;  // with --allow-exec
+  std::string exec_dir;                     // ours to remove at exit when we made it
+
   explicit Impl(WorkerOptions o) : opt(std::move(o)) {
     for (const auto& dir : opt.plugin_dirs) catalog.load_plugin_dir(dir);
     for (const auto& path : opt.plugins) catalog.load_plugin(path);
+    if (opt.allow_exec) {
+      exec_runner = std::make_shared<ExecRunner>();
+      std::string dir = opt.exec_dir;
+      if (dir.empty()) {
+        dir = (std::filesystem::temp_directory_path() /
+               fmt::format("taskfarm-exec-{}", getpid())).string();
+        exec_dir = dir;
+      }
+      catalog.add_native(exec_kernel(exec_runner, dir));
+    }
     device = choose_device(opt.device);
     if (device.cuda >= 0) {
       if (const tf_plugin* cuda = kernels::gpu::plugin::builtin_kernels()) {
@@ -333,7 +349,12 @@ struct Worker::Impl {
     auto* rs = batch->mutable_results();  // empty; its cleared elements are reused
     int64_t sent = 0;
     while (!unsent.empty()) {
-      const int n = std::min(kMaxResultsPerMessage, unsent.size());
+      int n = 0;
+      size_t bytes = 0;
+      while (n < std::min(kMaxResultsPerMessage, unsent.size()) &&
+             (n == 0 || bytes + unsent.Get(n).output().size() <= kMaxResultBytesPerMessage)) {
+        bytes += unsent.Get(n++).output().size();
+      }
       if (n == unsent.size()) {
         rs->Swap(&unsent);  // O(1)
       } else {
@@ -459,6 +480,10 @@ struct Worker::Impl {
       if ((items[2].revents & ZMQ_POLLIN) || !unsent.empty()) send_results();
     }
     if (stop_requested()) leave();
+    if (!exec_dir.empty()) {
+      std::error_code ec;
+      std::filesystem::remove_all(exec_dir, ec);
+    }
     return kExitOk;
   }
 };

@@ -76,9 +76,11 @@ class Farm:
         self.tasks, self.results, self.control = ep("tasks"), ep("results"), ep("control")
         self.server = ep("submit")
         self.procs: List[Proc] = []
+        self.results_service = ep("results-service")
         self.sink = self.start([binary("taskfarm-sink"), "--serve", "--bind", self.results,
                                 "--control", self.control, "--results-dir",
-                                str(self.dir / "jobs")] + (sink_args or []), "sink")
+                                str(self.dir / "jobs"), "--results-service",
+                                self.results_service] + (sink_args or []), "sink")
         self.ventilator = self.start(
             [binary("taskfarm-ventilator"), "--serve", "--bind", self.tasks, "--submit",
              self.server, "--sink-results", self.results, "--sink-control", self.control,
