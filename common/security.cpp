@@ -116,6 +116,7 @@ std::string_view zap_domain(ServerSocket socket) {
     case ServerSocket::kSubmit: return "submit";
     case ServerSocket::kResults: return "results";
     case ServerSocket::kControl: return "control";
+    case ServerSocket::kOutputs: return "outputs";
   }
   return "";
 }
@@ -123,7 +124,8 @@ std::string_view zap_domain(ServerSocket socket) {
 unsigned admitted_roles(ServerSocket socket) {
   switch (socket) {
     case ServerSocket::kTasks: return kRoleWorker;
-    case ServerSocket::kSubmit: return kRoleClient | kRoleHead;
+    case ServerSocket::kSubmit:
+    case ServerSocket::kOutputs: return kRoleClient | kRoleHead;
     case ServerSocket::kResults:
     case ServerSocket::kControl: return kRoleWorker | kRoleHead;
   }
@@ -392,7 +394,7 @@ void Curve::zap_loop() {
       const std::string domain = frames[2].to_string(), key = z85(frames[6].data());
       unsigned admits = 0;
       for (const auto s : {ServerSocket::kTasks, ServerSocket::kSubmit, ServerSocket::kResults,
-                           ServerSocket::kControl}) {
+                           ServerSocket::kControl, ServerSocket::kOutputs}) {
         if (zap_domain(s) == domain) admits = admitted_roles(s);
       }
       const auto it = authorized_.find(key);

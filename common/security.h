@@ -40,9 +40,11 @@ enum class ServerSocket {
   kSubmit,   // ventilator job service: clients and the head
   kResults,  // sink results: workers and the head (BatchStart, cancels)
   kControl,  // sink control PUB: workers and the head
+  kOutputs,  // sink results service (`taskfarm results`): clients and the head
 };
 
-// Returns: the ZAP domain of a server socket ("tasks", "submit", "results", "control").
+// Returns: the ZAP domain of a server socket ("tasks", "submit", "results", "control",
+// "outputs").
 std::string_view zap_domain(ServerSocket socket);
 // Returns: the roles a server socket admits (CurveRole bits).
 unsigned admitted_roles(ServerSocket socket);

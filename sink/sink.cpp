@@ -40,7 +40,7 @@ struct Sink::Impl {
     if (!opt.results_service_bind.empty()) {
       configure_socket(service, kMaxSubscriptionBytes, 1000);  // requests are small
       service.set(zmq::sockopt::sndhwm, 16);  // replies carry up to 16 MiB of outputs
-      curve.make_server(service);
+      curve.make_server(service, ServerSocket::kOutputs);
       service_ep = bind_socket(service, opt.results_service_bind, "results service");
     }
   }

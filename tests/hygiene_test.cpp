@@ -482,6 +482,8 @@ TEST(KeyRoles, EachSocketAdmitsItsRoles) {
   EXPECT_EQ(admitted_roles(ServerSocket::kSubmit), unsigned{kRoleClient | kRoleHead});
   EXPECT_EQ(admitted_roles(ServerSocket::kResults), unsigned{kRoleWorker | kRoleHead});
   EXPECT_EQ(admitted_roles(ServerSocket::kControl), unsigned{kRoleWorker | kRoleHead});
+  EXPECT_EQ(zap_domain(ServerSocket::kOutputs), "outputs");
+  EXPECT_EQ(admitted_roles(ServerSocket::kOutputs), unsigned{kRoleClient | kRoleHead});
 }
 
 TEST(KeyRoles, AuthorizedKeysAreReadByRoleFolder) {
