@@ -86,7 +86,8 @@ class CurveService {
  public:
   CurveService(Farm& farm, const Keys& keys)
       : farm_(farm), keys_(keys), submit_("ipc://" + farm.path("submit")) {
-    sink_.emplace(farm.sink(std::vector<std::string>{"--serve", "--results-dir", farm.path("jobs")} +
+    sink_.emplace(farm.sink(std::vector<std::string>{"--serve", "--results-dir", farm.path("jobs"),
+                                                     "--results-service", outputs()} +
                             keys.server()));
     vent_.emplace(farm.ventilator(std::vector<std::string>{"--serve", "--submit", submit_} +
                                   keys.server() +
@@ -123,6 +124,8 @@ class CurveService {
     return reply;
   }
   Process& sink() { return *sink_; }
+  // The sink's results service (`taskfarm results`).
+  std::string outputs() const { return "ipc://" + farm_.path("outputs"); }
   Process& vent() { return *vent_; }
 
  private:
@@ -284,6 +287,20 @@ TEST(Security, WorkerKeyCannotStartOrCancelJobsAtTheSink) {
   EXPECT_EQ(r.state(), "done");
   EXPECT_EQ(r.tasks_ok(), 150u);
   EXPECT_FALSE(std::filesystem::exists(farm.path("jobs/0000000000000001")));
+  // The sink's results service (`taskfarm results`): a client's key gets an answer, a worker's
+  // key no handshake.
+  for (const auto& [key, admitted] : {std::pair{"alice", true}, std::pair{"good", false}}) {
+    auto dealer = keys.raw(ctx, zmq::socket_type::dealer, key, svc.outputs());
+    v1::Envelope req;
+    req.set_version(1);
+    req.mutable_results_request()->set_job_id(id);
+    ASSERT_TRUE(dealer.send(zmq::buffer(req.SerializeAsString()), zmq::send_flags::dontwait));
+    zmq::pollitem_t items[] = {{dealer.handle(), 0, ZMQ_POLLIN, 0}};
+    zmq::poll(items, 1, std::chrono::milliseconds(admitted ? 5000 : 1000));
+    EXPECT_EQ((items[0].revents & ZMQ_POLLIN) != 0, admitted) << key;
+    dealer.set(zmq::sockopt::linger, 0);
+  }
+  EXPECT_TRUE(svc.sink().wait_for_log("on the outputs socket", 5s)) << svc.sink().err();
 }
 
 TEST(Security, BadKeyFilesAndLayoutsAreOneLineErrors) {
@@ -445,7 +462,7 @@ TEST(Robustness, DuplicateKeysQuotedNumbersAndControlCharactersInJobFiles) {
 TEST(Robustness, ServiceRefusesControlCharactersInSubmittedNamesAndLogsNone) {
   Farm farm;
   const std::string submit_ep = "ipc://" + farm.path("submit");
-  auto sink = farm.sink({"--serve"});
+  auto sink = farm.sink({"--serve", "--results-service", "off"});
   auto vent = farm.ventilator({"--serve", "--submit", submit_ep});
   ASSERT_TRUE(vent.wait_for_log("serving jobs", 10s)) << vent.err();
   // A client that skips the job file: a SubmitJob whose name holds ESC and a newline.
