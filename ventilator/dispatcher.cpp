@@ -10,6 +10,7 @@
 
 #include "common/log.h"
 #include "ventilator/split.h"
+#include "common/text.h"
 
 namespace taskfarm::ventilator {
 namespace {
@@ -849,8 +850,8 @@ std::vector<GiveUp> Dispatcher::expire() {
   }
   for (const auto& id : lost) {
     const auto& w = workers_.at(id);
-    log::warn("worker {} lost: silent for {:.1f} s, re-issuing its {} tasks", w.info.id(),
-              static_cast<double>(now - w.last_seen_ns) * 1e-9, w.held);
+    log::warn("worker {} lost: silent for {:.1f} s, re-issuing its {} tasks",
+              printable(w.info.id()), static_cast<double>(now - w.last_seen_ns) * 1e-9, w.held);
     ++workers_lost_;
     auto g = drop_worker(id, fmt::format("silent for {:.1f} s",
                                          static_cast<double>(policy_.worker_timeout_ms) * 1e-3));
