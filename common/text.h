@@ -20,4 +20,7 @@ std::string printable(std::string_view text, size_t max_bytes = 64);
 std::optional<std::string> name_problem(std::string_view text, size_t max_bytes,
                                         bool allow_spaces);
 
+// Longest worker id (--id): the worker adds 9 bytes to make its ZeroMQ routing id (at most 255).
+inline constexpr size_t kMaxWorkerIdBytes = 128;
+
 }  // namespace taskfarm

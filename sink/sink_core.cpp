@@ -299,6 +299,15 @@ struct SinkCore::Impl {
   }
 
   void on_results(const v1::ResultBatch& batch) {
+    const auto& who = batch.worker();
+    if (name_problem(who.id(), kMaxWorkerIdBytes, false) && !who.id().empty()) {
+      reject(nullptr, fmt::format("results from a worker with a malformed id '{}'", printable(who.id())));
+      return;
+    }
+    if (who.host().size() > 255 || who.device().size() > 255) {
+      reject(nullptr, "results from a worker with an oversized host or device name");
+      return;
+    }
     const int64_t now = clock.wall_ns();
     std::vector<SinkJob*> touched;  // jobs this worker sent results for
     for (const auto& r : batch.results()) {

@@ -241,5 +241,52 @@ TEST(Robustness, RejectedMessagesAreCountedPerJob) {
   EXPECT_EQ(rb.rejected_messages(), 7u);
 }
 
+// What a worker says of itself ends up in reports and logs: a registration or a result batch
+// with a huge or unprintable worker id is refused, and the batch still completes.
+TEST(Robustness, HugeOrUnprintableWorkerIdsAreRefused) {
+  Farm farm;
+  auto sink = farm.sink();
+  auto vent = farm.ventilator({"--kernel", "noop", "--tasks", "50"});
+  ASSERT_TRUE(vent.wait_for_log("tasks on", 10s)) << vent.err();
+  const uint64_t job = accepted_job_id(sink);
+  zmq::context_t ctx;
+  {
+    zmq::socket_t dealer(ctx, zmq::socket_type::dealer);
+    dealer.set(zmq::sockopt::linger, 1000);
+    dealer.connect(farm.tasks_endpoint());
+    v1::Envelope hello;
+    hello.set_version(1);
+    hello.mutable_hello()->mutable_worker()->set_id(std::string(1 << 20, 'w'));
+    hello.mutable_hello()->set_credit(100);
+    dealer.send(zmq::buffer(hello.SerializeAsString()), zmq::send_flags::none);
+    hello.mutable_hello()->mutable_worker()->set_id("evil\x1b[2Jid");
+    dealer.send(zmq::buffer(hello.SerializeAsString()), zmq::send_flags::none);
+    zmq::socket_t push(ctx, zmq::socket_type::push);
+    push.set(zmq::sockopt::linger, 1000);
+    push.connect("ipc://" + farm.path("results"));
+    v1::Envelope results;
+    results.set_version(1);
+    results.mutable_results()->mutable_worker()->set_id(std::string(10 << 20, 'x'));
+    auto* r = results.mutable_results()->add_results();
+    r->set_job_id(job);
+    r->set_task_id(0);
+    r->set_attempt(1);
+    r->set_status(v1::STATUS_OK);
+    r->set_kernel("noop");
+    push.send(zmq::buffer(results.SerializeAsString()), zmq::send_flags::none);
+    std::this_thread::sleep_for(300ms);
+  }
+  auto w = farm.worker("honest");
+  EXPECT_EXIT_CODE(vent, 0, kBatchTimeout);
+  EXPECT_EXIT_CODE(sink, 0, 10s);
+  const auto rep = farm.report();
+  EXPECT_EQ(rep.tasks_ok(), 50u);
+  ASSERT_EQ(rep.workers_size(), 1);
+  EXPECT_EQ(rep.workers(0).id(), "honest");
+  EXPECT_GE(rep.rejected_messages(), 1u);
+  EXPECT_EQ(vent.err().find("\x1b"), std::string::npos) << "an escape sequence reached the log";
+  EXPECT_NE(vent.err().find("refused a worker's registration"), std::string::npos) << vent.err();
+}
+
 }  // namespace
 }  // namespace taskfarm::testing

@@ -95,6 +95,15 @@ bool VentilatorCore::on_worker_message(const std::string& worker, const v1::Enve
   switch (env.body_case()) {
     case v1::Envelope::kHello: {
       const auto& h = env.hello();
+      // What a worker says of itself is shown in reports and logs: bounded and printable.
+      if (name_problem(h.worker().id(), kMaxWorkerIdBytes, false) ||
+          h.worker().host().size() > 255 || h.worker().device().size() > 255 ||
+          h.worker().kernels_size() > 4096) {
+        log::warn("refused a worker's registration: its id, host, device or kernel list is "
+                  "malformed ('{}')",
+                  printable(h.worker().id()));
+        return false;
+      }
       log::info("worker {} joined ({} on {}, {} slots)", printable(h.worker().id()),
                 printable(h.worker().device()), printable(h.worker().host()), h.worker().slots());
       send_give_ups(dispatcher_.on_hello(worker, h.worker(), h.credit()));

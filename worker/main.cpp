@@ -21,11 +21,10 @@ int main(int argc, char** argv) {
   app.add_option("--id", opt.id, "worker name in reports (default HOST-PID)")
       ->check([](const std::string& id) -> std::string {
         // The id becomes part of a ZMQ routing id (255 bytes at most) and appears in logs.
-        constexpr size_t kMaxIdBytes = 128;
-        const auto why = name_problem(id, kMaxIdBytes, /*allow_spaces=*/false);
+        const auto why = name_problem(id, kMaxWorkerIdBytes, /*allow_spaces=*/false);
         if (!why) return "";
         return fmt::format("worker id '{}' {} (ids: printable UTF-8, no spaces, at most {} bytes)",
-                           printable(id, 64), *why, kMaxIdBytes);
+                           printable(id, 64), *why, kMaxWorkerIdBytes);
       });
   app.add_option("--device", opt.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   app.add_option("--threads", opt.threads, "CPU tasks run at once (default: number of cores)")
