@@ -1,8 +1,9 @@
 #include "common/security.h"
 
-#include <fmt/core.h>
+#include <fmt/format.h>
 #include <sys/stat.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -154,6 +155,72 @@ void Curve::make_client(zmq::socket_t& socket) const {
   socket.set(zmq::sockopt::curve_serverkey, server_public_);
   socket.set(zmq::sockopt::curve_publickey, public_);
   socket.set(zmq::sockopt::curve_secretkey, secret_);
+}
+
+HandshakeWatch::HandshakeWatch(zmq::context_t& ctx, zmq::socket_t& socket, bool curve)
+    : watched_(&socket), events_(ctx, zmq::socket_type::pair), curve_(curve) {
+  static std::atomic<uint64_t> next{0};
+  const std::string endpoint =
+      fmt::format("inproc://taskfarm-handshakes-{}-{}", fmt::ptr(&socket), next++);
+  constexpr int kEvents = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                          ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+  if (zmq_socket_monitor(socket.handle(), endpoint.c_str(), kEvents) != 0) throw zmq::error_t();
+  events_.set(zmq::sockopt::linger, 0);
+  events_.connect(endpoint);
+}
+
+HandshakeWatch::~HandshakeWatch() {
+  (void)zmq_socket_monitor(watched_->handle(), nullptr, 0);
+}
+
+std::string HandshakeWatch::describe(int event, uint32_t value, bool curve) {
+  switch (event) {
+    case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:  // the server's ZAP handler said no (status 400)
+      return "the server refused our key (not authorized)";
+    case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+      if (value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
+        return curve ? "the server does not use CurveZMQ keys (leave out --curve-secret)"
+                     : "the server requires CurveZMQ keys (give --curve-secret and --server-key)";
+      }
+      if (value == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC) {
+        return "the server's key does not match (check --server-key)";
+      }
+      return fmt::format("handshake protocol error 0x{:x}", value);
+    case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+      // The server closed the connection mid-handshake: a CURVE server that cannot decrypt our
+      // HELLO (we used another server key) does that, and so does one that sees a mechanism
+      // mismatch before we do.
+      return curve ? "the server's key does not match (check --server-key; or the server does "
+                     "not use CurveZMQ keys)"
+                   : "the server closed the connection during the handshake: it probably "
+                     "requires CurveZMQ keys (give --curve-secret and --server-key)";
+    default:
+      return "";
+  }
+}
+
+const std::string& HandshakeWatch::failure() {
+  zmq::message_t head, address;
+  for (;;) {
+    try {
+      if (!events_.recv(head, zmq::recv_flags::dontwait)) break;
+      if (head.more()) (void)events_.recv(address, zmq::recv_flags::none);
+    } catch (const zmq::error_t&) {
+      break;  // EINTR: read the rest next time
+    }
+    if (head.size() < 6) continue;
+    uint16_t event;
+    uint32_t value;
+    std::memcpy(&event, head.data(), sizeof event);
+    std::memcpy(&value, static_cast<const char*>(head.data()) + 2, sizeof value);
+    if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+      failure_.clear();
+    } else {
+      failure_ = describe(event, value, curve_);
+      ++failures_;
+    }
+  }
+  return failure_;
 }
 
 }  // namespace taskfarm

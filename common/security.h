@@ -10,6 +10,7 @@
 #include <zmq.hpp>
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <set>
 #include <string>
@@ -56,6 +57,35 @@ class Curve {
   std::unique_ptr<zmq::socket_t> zap_socket_;  // used by the zap_ thread only
   std::atomic<bool> stop_{false};
   std::thread zap_;
+};
+
+// Watches the handshakes of a connecting socket (libzmq's socket monitor), so that a client can
+// say why a server does not answer ("the server refused our key") instead of waiting in silence.
+// Declare it after the socket it watches: it must be destroyed first.
+class HandshakeWatch {
+ public:
+  // Starts watching `socket`; `curve` says whether it is a CURVE client. Throws: zmq::error_t.
+  HandshakeWatch(zmq::context_t& ctx, zmq::socket_t& socket, bool curve);
+  ~HandshakeWatch();
+  HandshakeWatch(const HandshakeWatch&) = delete;
+  HandshakeWatch& operator=(const HandshakeWatch&) = delete;
+
+  // Reads the events so far (never blocks).
+  // Returns: why the last handshake failed when none succeeded after it, or "" ("the server
+  // refused our key (not authorized)", "the server's key does not match (check --server-key)").
+  const std::string& failure();
+  // Returns: how many handshakes failed so far.
+  uint64_t failures() const { return failures_; }
+
+  // Returns: the reason for a monitor event, or "" for events that are not failures.
+  static std::string describe(int event, uint32_t value, bool curve);
+
+ private:
+  zmq::socket_t* watched_;
+  zmq::socket_t events_;
+  bool curve_;
+  std::string failure_;
+  uint64_t failures_ = 0;
 };
 
 }  // namespace taskfarm

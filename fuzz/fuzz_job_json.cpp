@@ -22,7 +22,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string json(reinterpret_cast<const char*>(data), size);
   v1::JobSpec spec;
   try {
-    spec = ventilator::parse_job_json(json, "fuzz.json", "fuzz");
+    spec = jobs::parse_job_json(json, "fuzz.json", "fuzz");
   } catch (const SetupError& e) {
     if (std::string(e.what()).empty()) fuzz::fail("SetupError without a message");
     return 0;

@@ -12,6 +12,7 @@
 #include "common/errors.h"
 #include "common/job_state.h"
 #include "common/log.h"
+#include "common/report.h"
 #include "common/signals.h"
 #include "common/text.h"
 #include "kernels/inputs.h"

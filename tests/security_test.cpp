@@ -106,5 +106,54 @@ TEST(Security, BadKeyFilesAreOneLineErrors) {
   }
 }
 
+// A refused client or worker says why at once instead of "no answer" or a silent wait.
+TEST(Security, RefusedClientsAndWorkersSayWhy) {
+  Farm farm;
+  Keys keys(farm);
+  const std::string submit = "ipc://" + farm.path("submit");
+  // No TCP ports: tests run side by side.
+  auto sink = farm.sink(keys.server() +
+                        std::vector<std::string>{"--serve", "--results-service", "off"});
+  auto vent = farm.ventilator(std::vector<std::string>{"--serve", "--submit", submit, "--http", "off"} +
+                              keys.server() +
+                              std::vector<std::string>{"--server-key", keys.dir + "/head.pub"});
+  ASSERT_TRUE(vent.wait_for_log("serving jobs", 10s)) << vent.err();
+  auto client = [&](const std::vector<std::string>& key_args, const std::string& name) {
+    // A long --timeout: the reason must come from the handshake, not from the timeout.
+    Process p(std::vector<std::string>{bin("taskfarm"), "--server", submit, "--timeout", "60"} +
+                  key_args + std::vector<std::string>{"status"},
+              farm.path(name));
+    EXPECT_TRUE(p.wait_for(20s).has_value()) << name << " waited for its timeout";
+    return p;
+  };
+  auto intruder = client(keys.client("intruder"), "intruder");
+  EXPECT_EQ(intruder.wait_for(0s), std::optional<int>(1));
+  EXPECT_NE(intruder.err().find("the server refused our key (not authorized)"), std::string::npos)
+      << intruder.err();
+  auto wrong_server = client({"--curve-secret", keys.dir + "/good.key", "--server-key",
+                              keys.dir + "/intruder.pub"},
+                             "wrong-server-key");
+  EXPECT_EQ(wrong_server.wait_for(0s), std::optional<int>(1));
+  EXPECT_NE(wrong_server.err().find("the server's key does not match"), std::string::npos)
+      << wrong_server.err();
+  auto keyless = client({}, "keyless");
+  EXPECT_EQ(keyless.wait_for(0s), std::optional<int>(1));
+  EXPECT_NE(keyless.err().find("requires CurveZMQ keys"), std::string::npos)
+      << keyless.err();
+  auto good = client(keys.client("good"), "good");
+  EXPECT_EQ(good.wait_for(0s), std::optional<int>(0)) << good.err();
+
+  auto w = farm.worker("intruder", keys.client("intruder"));
+  EXPECT_TRUE(w.wait_for_log("cannot register with the ventilator at", 10s)) << w.err();
+  EXPECT_NE(w.err().find("the server refused our key (not authorized)"), std::string::npos)
+      << w.err();
+  w.signal(SIGTERM);
+  EXPECT_EXIT_CODE(w, 0, 10s);
+  vent.signal(SIGTERM);
+  sink.signal(SIGTERM);
+  EXPECT_EXIT_CODE(vent, 0, 10s);
+  EXPECT_EXIT_CODE(sink, 0, 10s);
+}
+
 }  // namespace
 }  // namespace taskfarm::testing

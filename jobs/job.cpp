@@ -1,4 +1,4 @@
-#include "ventilator/job.h"
+#include "jobs/job.h"
 
 #include <fmt/core.h>
 #include <google/protobuf/util/json_util.h>
@@ -12,7 +12,7 @@
 #include "common/text.h"
 #include "kernels/kernel.h"
 
-namespace taskfarm::ventilator {
+namespace taskfarm::jobs {
 
 v1::JobSpec parse_job_json(const std::string& json, const std::string& where,
                            const std::string& default_name) {
@@ -169,6 +169,11 @@ void validate_job(v1::JobSpec& job, const std::string& where, const JobLimits& l
     if (auto err = registry.validate(t.kernel(), in)) {
       throw SetupError(fmt::format("{}: {}", entry, *err));
     }
+    // A missing size is 0 in JSON: never run a size-0 batch silently.
+    const kernels::KernelDef* def = registry.find(t.kernel());
+    if (def->job_needs_size && t.size() == 0 && t.payload().empty()) {
+      throw SetupError(fmt::format("{}: needs a size ({}) of at least 1", entry, def->size_meaning));
+    }
   }
   if (job.name().empty()) job.set_name(job.tasks(0).kernel());
 }
@@ -210,4 +215,4 @@ void Job::fill(uint64_t task_id, v1::Task* task) const {
   }
 }
 
-}  // namespace taskfarm::ventilator
+}  // namespace taskfarm::jobs

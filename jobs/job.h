@@ -1,5 +1,6 @@
 // Jobs: loading and validating job files (the JSON mapping of v1::JobSpec), and turning a job's
 // task ids into task descriptors lazily, so a job of 10 million tasks costs a few bytes.
+// Shared by the ventilator (dispatch) and the `taskfarm` client (checks a job before submitting).
 #pragma once
 
 #include <cstdint>
@@ -9,7 +10,7 @@
 #include "common/protocol.h"
 #include "common/sweep.h"
 
-namespace taskfarm::ventilator {
+namespace taskfarm::jobs {
 
 inline constexpr uint64_t kMaxTasksPerJob = UINT32_MAX;
 // The kernel that runs a command per task (workers offer it only with --allow-exec).
@@ -31,11 +32,12 @@ v1::JobSpec load_job_file(const std::string& path);
 v1::JobSpec parse_job_json(const std::string& json, const std::string& where = "job",
                            const std::string& default_name = "");
 
-// Checks every entry (built-in kernels fully; exec's argv template; a plugin kernel's name and
-// size only: the workers that have it check the rest), sizes within limits, payload format,
-// counts, room in a message, sweep params (a count of 0 becomes the number of points), and
-// names the job after its first kernel when it has no name. max_attempts 0 stays
-// 0: the ventilator's --max-attempts applies. Throws: SetupError naming the entry and problem.
+// Checks every entry (built-in kernels fully, with a size where the kernel needs one; exec's
+// argv template; a plugin kernel's name and size only: the workers that have it check the
+// rest), sizes within limits, payload format, counts, room in a message, sweep params (a count
+// of 0 becomes the number of points), and names the job after its first kernel when it has no
+// name. max_attempts 0 stays 0: the ventilator's --max-attempts applies.
+// Throws: SetupError naming the entry and problem.
 void validate_job(v1::JobSpec& job, const std::string& where = "job", const JobLimits& limits = {});
 
 class Job {
@@ -57,4 +59,4 @@ class Job {
   uint64_t total_ = 0;
 };
 
-}  // namespace taskfarm::ventilator
+}  // namespace taskfarm::jobs
