@@ -8,6 +8,7 @@
 #include "common/errors.h"
 #include "common/net.h"
 #include "common/signals.h"
+#include "common/text.h"
 
 namespace taskfarm::client {
 
@@ -69,7 +70,9 @@ std::string JobClient::submit(const v1::JobSpec& job) {
   }
   const v1::Envelope rep = call(req);
   if (!rep.has_submit_reply()) throw SetupError("unexpected reply to submit");
-  if (!rep.submit_reply().error().empty()) throw SetupError(rep.submit_reply().error());
+  if (!rep.submit_reply().error().empty()) {
+    throw SetupError(printable(rep.submit_reply().error(), 300));  // the service's words
+  }
   return rep.submit_reply().job_id();
 }
 
@@ -78,7 +81,9 @@ v1::StatusReply JobClient::status(const std::string& job) {
   req.mutable_status()->set_job(job);
   v1::Envelope rep = call(req);
   if (!rep.has_status_reply()) throw SetupError("unexpected reply to status");
-  if (!rep.status_reply().error().empty()) throw SetupError(rep.status_reply().error());
+  if (!rep.status_reply().error().empty()) {
+    throw SetupError(printable(rep.status_reply().error(), 300));  // the service's words
+  }
   return std::move(*rep.mutable_status_reply());
 }
 
@@ -87,7 +92,9 @@ std::string JobClient::cancel(const std::string& job) {
   req.mutable_cancel()->set_job(job);
   const v1::Envelope rep = call(req);
   if (!rep.has_cancel_reply()) throw SetupError("unexpected reply to cancel");
-  if (!rep.cancel_reply().error().empty()) throw SetupError(rep.cancel_reply().error());
+  if (!rep.cancel_reply().error().empty()) {
+    throw SetupError(printable(rep.cancel_reply().error(), 300));  // the service's words
+  }
   return rep.cancel_reply().job_id();
 }
 

@@ -17,6 +17,7 @@
 #include "common/net.h"
 #include "common/report.h"
 #include "common/signals.h"
+#include "common/text.h"
 #include "jobs/job.h"
 
 namespace {
@@ -30,7 +31,8 @@ std::string progress_line(const v1::JobStatus& s) {
   if (s.tasks_per_s() > 0 && s.total() > s.done()) {
     eta = fmt::format("{:.1f} s", static_cast<double>(s.total() - s.done()) / s.tasks_per_s());
   }
-  return fmt::format("{} {} {}/{} tasks, {} failed, {:.1f} tasks/s, ETA {}", s.name(), job_state_name(s.state()),
+  return fmt::format("{} {} {}/{} tasks, {} failed, {:.1f} tasks/s, ETA {}",
+                     printable(s.name(), jobs::kMaxJobNameBytes), job_state_name(s.state()),
                      s.done(), s.total(), s.failed(), s.tasks_per_s(), eta);
 }
 
@@ -133,8 +135,8 @@ int print_status(client::JobClient& c, const std::string& job, const StatusFilte
   fmt::print("{:<16}  {:<20} {:<9} {:>19} {:>12} {:>9}\n", "JOB", "NAME", "STATE", "DONE/TOTAL",
              "TASKS/S", "AGE");
   for (const auto& s : shown.jobs()) {
-    fmt::print("{:<16}  {:<20} {:<9} {:>19} {:>12.1f} {:>8.1f}s\n", s.job_id(), s.name(),
-               job_state_name(s.state()),
+    fmt::print("{:<16}  {:<20} {:<9} {:>19} {:>12.1f} {:>8.1f}s\n", printable(s.job_id()),
+               printable(s.name(), jobs::kMaxJobNameBytes), job_state_name(s.state()),
                fmt::format("{}/{}", s.done(), s.total()), s.tasks_per_s(), s.age_s());
   }
   return kExitOk;
@@ -201,6 +203,11 @@ int main(int argc, char** argv) {
   submit->add_flag("--wait", wait, "wait for the job, show progress, print the report");
   submit->add_option("--report", report_path, "with --wait: write the JSON report to FILE");
   submit->add_flag("-q,--quiet", quiet, "with --wait: no progress or table");
+  int64_t max_job_mb = kDefaultMaxJobBytes >> 20;
+  submit->add_option("--max-job-mb", max_job_mb,
+                     "largest job file read, in MiB (the service has its own --max-job-mb)")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
   auto* status = app.add_subcommand("status", "list jobs (newest first), or show one");
   status->add_option("JOB", job, "job id or name");
   status->add_option("--state", filter.states,
@@ -229,17 +236,19 @@ int main(int argc, char** argv) {
   results->add_flag("--no-wait", no_wait, "fetch what exists now, do not wait for the job");
   results->add_flag("-q,--quiet", quiet, "no summary line");
   std::string key_name, key_dir = ".";
+  bool key_force = false;
   auto* keygen = app.add_subcommand("keygen", "write a CurveZMQ key pair: DIR/NAME.key and DIR/NAME.pub");
   keygen->add_option("NAME", key_name, "key name, e.g. head or worker-7")->required();
   keygen->add_option("--dir", key_dir, "directory for the two files")->capture_default_str();
+  keygen->add_flag("--force", key_force, "replace an existing pair of that name");
 
   return cli_main(app, argc, argv, [&]() -> int {
     if (*keygen) {
-      fmt::print("{}\n", write_key_pair(key_dir, key_name));
+      fmt::print("{}\n", write_key_pair(key_dir, key_name, key_force));
       return kExitOk;
     }
     v1::JobSpec spec;
-    if (*submit) spec = jobs::load_job_file(file);  // a bad file fails before connecting
+    if (*submit) spec = jobs::load_job_file(file, max_job_mb << 20);  // fails before connecting
     client::JobClient c(connect_endpoint(server, kSubmitPort),
                         static_cast<int64_t>(timeout_s * 1000), curve);
     if (*submit) {

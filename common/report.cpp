@@ -1,5 +1,7 @@
 #include "common/report.h"
 
+#include "common/text.h"
+
 #include <fmt/format.h>
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/util/json_util.h>
@@ -25,7 +27,7 @@ std::string report_json(const v1::Report& report) {
 std::string report_table(const v1::Report& r) {
   std::string out;
   auto it = std::back_inserter(out);
-  fmt::format_to(it, "job {} ({})\n", r.job(), r.job_id());
+  fmt::format_to(it, "job {} ({})\n", printable(r.job(), 128), printable(r.job_id()));
   fmt::format_to(it, "  tasks     {} total, {} ok, {} failed, {} retried, {} dropped\n",
                  r.tasks_total(), r.tasks_ok(), r.tasks_failed(), r.retried(),
                  count_of(r.duplicates_dropped(), "duplicate"));
@@ -38,18 +40,19 @@ std::string report_table(const v1::Report& r) {
   fmt::format_to(it, "  {:<16} {:>9} {:>7} {:>10} {:>12} {:>12}\n", "kernel", "tasks", "failed",
                  "busy s", "MB/s busy", "GFLOP/s busy");
   for (const auto& k : r.kernels()) {
-    fmt::format_to(it, "  {:<16} {:>9} {:>7} {:>10.3f} {:>12.1f} {:>12.2f}\n", k.kernel(),
+    fmt::format_to(it, "  {:<16} {:>9} {:>7} {:>10.3f} {:>12.1f} {:>12.2f}\n", printable(k.kernel()),
                    k.tasks(), k.failed(), k.busy_s(), k.mb_per_s(), k.gflop_per_s());
   }
   fmt::format_to(it, "  {:<24} {:<16} {:<24} {:>9} {:>10}\n", "worker", "host", "device", "tasks",
                  "busy s");
   for (const auto& w : r.workers()) {
-    fmt::format_to(it, "  {:<24} {:<16} {:<24} {:>9} {:>10.3f}\n", w.id(), w.host(), w.device(),
+    fmt::format_to(it, "  {:<24} {:<16} {:<24} {:>9} {:>10.3f}\n", printable(w.id()),
+                   printable(w.host()), printable(w.device()),
                    w.tasks(), w.busy_s());
   }
   for (const auto& f : r.failures()) {
-    fmt::format_to(it, "  failed task {} ({}, {}): {}\n", f.task_id(), f.kernel(),
-                   count_of(f.attempts(), "attempt"), f.error());
+    fmt::format_to(it, "  failed task {} ({}, {}): {}\n", f.task_id(), printable(f.kernel()),
+                   count_of(f.attempts(), "attempt"), printable(f.error(), 300));
   }
   if (!r.state().empty() && r.state() != "done" && r.state() != "failed") {
     fmt::format_to(it, "  state     {} at {}/{} tasks\n", r.state(),

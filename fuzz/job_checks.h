@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "common/text.h"
 #include "kernels/kernel.h"
 #include "worker/task_input.h"
 #include "jobs/job.h"
@@ -22,12 +23,12 @@ inline void check_task(const jobs::Job& job, uint64_t task_id) {
   job.fill(task_id, &t);
   if (t.task_id() != task_id || t.job_id() != job.id()) fail("fill names another task");
   if (t.index() >= t.count()) fail("task index outside its entry");
+  // exec and plugin kernels are checked by the workers that offer them (validate_job checks
+  // their shape only): the built-ins are checked in full here.
+  const auto& registry = kernels::KernelRegistry::instance();
+  if (t.kernel() == jobs::kExecKernel || registry.find(t.kernel()) == nullptr) return;
   const kernels::TaskInput in = worker::task_input(t);
-  const auto& builtins = kernels::KernelRegistry::instance();
-  // Plugin kernels and exec are checked by the workers that offer them (validate_job checks
-  // only their names and sizes): the invariant is about the built-ins.
-  if (builtins.find(t.kernel()) == nullptr) return;
-  if (auto why = builtins.validate(t.kernel(), in)) {
+  if (auto why = registry.validate(t.kernel(), in)) {
     fail("accepted job makes a task workers reject:", *why);
   }
 }
@@ -35,6 +36,9 @@ inline void check_task(const jobs::Job& job, uint64_t task_id) {
 // Checks a job that validate_job/parse_job_json accepted.
 inline void check_accepted_job(const v1::JobSpec& spec) {
   if (spec.name().empty()) fail("accepted job without a name");
+  if (auto why = name_problem(spec.name(), jobs::kMaxJobNameBytes, true)) {
+    fail("accepted job whose name", *why);  // shown by `taskfarm status` and logged
+  }
   if (spec.max_attempts() > 100) fail("max_attempts out of range");  // 0: the ventilator's default
   jobs::Job job(42, spec);
   if (job.total() == 0 || job.total() > jobs::kMaxTasksPerJob) fail("bad total");

@@ -5,10 +5,10 @@
 
 #include <algorithm>
 #include <cctype>
-#include <fstream>
-#include <sstream>
 
 #include "common/errors.h"
+#include "common/files.h"
+#include "common/strict_json.h"
 #include "common/text.h"
 #include "kernels/kernel.h"
 
@@ -17,26 +17,29 @@ namespace taskfarm::jobs {
 v1::JobSpec parse_job_json(const std::string& json, const std::string& where,
                            const std::string& default_name) {
   v1::JobSpec job;
+  // protobuf lets a key given twice and "count": "7" through: refused here first.
+  if (auto why = strict_json_problem(json, *v1::JobSpec::descriptor())) {
+    throw SetupError(fmt::format("{}: invalid job: {}", where, *why));
+  }
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;
   const auto status = google::protobuf::util::JsonStringToMessage(json, &job, options);
   if (!status.ok()) {
     std::string msg(status.message());
     std::replace(msg.begin(), msg.end(), '\n', ' ');
-    throw SetupError(fmt::format("{}: invalid job: {}", where, msg));
+    throw SetupError(fmt::format("{}: invalid job: {}", where, printable(msg, 300)));
   }
   if (job.name().empty()) job.set_name(default_name);
   validate_job(job, where);
   return job;
 }
 
-v1::JobSpec load_job_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw SetupError(fmt::format("cannot read job file '{}'", path));
-  std::ostringstream text;
-  text << in.rdbuf();
-  const auto base = path.substr(path.find_last_of('/') + 1);
-  return parse_job_json(text.str(), path, base.substr(0, base.rfind(".json")));
+v1::JobSpec load_job_file(const std::string& path, int64_t max_bytes) {
+  const std::string text = read_file_capped(path, static_cast<size_t>(max_bytes), "job file");
+  auto base = path.substr(path.find_last_of('/') + 1);
+  base = base.substr(0, base.rfind(".json"));
+  // The default name comes from the file name, which may hold anything: shown escaped and cut.
+  return parse_job_json(text, printable(path, 1024), printable(base, kMaxJobNameBytes - 16));
 }
 
 namespace {
@@ -176,6 +179,11 @@ void validate_job(v1::JobSpec& job, const std::string& where, const JobLimits& l
     }
   }
   if (job.name().empty()) job.set_name(job.tasks(0).kernel());
+  if (auto why = name_problem(job.name(), kMaxJobNameBytes, /*allow_spaces=*/true)) {
+    throw SetupError(
+        fmt::format("{}: job name '{}' {} (job names: printable UTF-8, at most {} bytes)", where,
+                    printable(job.name(), 64), *why, kMaxJobNameBytes));
+  }
 }
 
 Job::Job(uint64_t id, v1::JobSpec spec) : id_(id), spec_(std::move(spec)) {

@@ -346,7 +346,7 @@ std::optional<std::string> KernelCatalog::validate(std::string_view kernel,
                                                    const TaskInput& in) const {
   const KernelDef* def = find(kernel);
   if (def == nullptr) {
-    return fmt::format("unknown kernel '{}' (known: {})", printable(kernel), names());
+    return fmt::format("unknown kernel '{}' (known: {})", printable(kernel, 64), names());
   }
   if (in.size < 0) return fmt::format("{}: negative size {}", def->name, in.size);
   if (in.size > def->max_size) {

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <iterator>
 
+#include "common/text.h"
+
 namespace taskfarm::sink {
 
 JobAggregator::JobAggregator(const v1::BatchStart& start)

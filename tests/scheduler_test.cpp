@@ -78,6 +78,12 @@ Outcome simulate(const std::vector<SimWorker>& workers, const std::vector<SimEnt
   std::multimap<double, std::function<void()>> events;
   for (int step = 0; step < 10'000'000 && !d.job_done(1); ++step) {
     for (const auto& a : d.assign()) {
+      if (getenv("SIM_TRACE")) {
+        for (const auto& t : a.tasks) {
+          printf("%8.1f %s %s%s\n", now_ms(), a.worker.c_str(), kernel_of[t.task_id].c_str(),
+                 t.backup ? " (copy)" : "");
+        }
+      }
       std::vector<uint64_t> ids;
       for (const auto& t : a.tasks) ids.push_back(t.task_id);
       const std::string w = a.worker;
@@ -259,6 +265,38 @@ TEST(Scheduler, EqualWorkersSplitEvenly) {
   const Outcome o = simulate(pool, {{"sleep", 800}});
   EXPECT_NEAR(o.ran.at("a").at("sleep"), 400, 40);
   expect_near_ideal(pool, {{"sleep", 800}}, "equal workers");
+}
+
+}  // namespace
+}  // namespace taskfarm::ventilator
+
+namespace taskfarm::ventilator {
+namespace {
+
+// The shape of hetero_test's real farm: one slot each, short and long sleeps, the slow worker
+// 1.5x slower on short ones and 6x on long ones.
+TEST(Scheduler, OneSlotWorkersWithAComparativeAdvantage) {
+  const std::vector<SimWorker> pool = {
+      {"fast", 1, {{"short", 10.0}, {"long", 30.0}}},
+      {"slow", 1, {{"short", 15.0}, {"long", 180.0}}},
+  };
+  expect_near_ideal(pool, {{"short", 120}, {"long", 120}}, "one slot each");
+}
+
+}  // namespace
+}  // namespace taskfarm::ventilator
+
+namespace taskfarm::ventilator {
+namespace {
+
+// bench/hetero.py's "both" mix in CPU mode: three classes, each worker best at some.
+TEST(Scheduler, ThreeClassesEachWorkerBestAtSome) {
+  const std::vector<SimWorker> pool = {
+      {"fast", 4, {{"matrix", 6.0}, {"vector", 2.0}, {"tiny", 1.6}}},
+      {"slow", 4, {{"matrix", 180.0}, {"vector", 6.0}, {"tiny", 0.4}}},
+  };
+  // A second of work: learning the slow worker's matrix time costs one 180 ms task.
+  expect_near_ideal(pool, {{"matrix", 300}, {"vector", 1200}, {"tiny", 4500}}, "three classes");
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 
 #include "common/log.h"
 #include "ventilator/split.h"
+#include "common/text.h"
 
 namespace taskfarm::ventilator {
 namespace {
@@ -28,7 +29,11 @@ constexpr double kBackupGain = 2.0;
 constexpr double kBackupSlackMs = 2.0;
 constexpr double kOverdueFactor = 3.0;
 constexpr double kOverdueSlackMs = 10.0;
-constexpr int64_t kBackupScanNs = 10'000'000;  // at most one scan per idle worker this often
+constexpr int64_t kBackupScanNs = 10'000'000;
+// Tasks a worker may hold waiting per slot beyond the running one (besides queue_ms of small
+// ones): a quarter of a task, to hide the round trip between one task and the next without
+// committing a slow worker to work a faster one would finish sooner.
+constexpr double kQueuedTasks = 0.25;
 
 uint64_t count_in(const RangeSet& set, uint64_t first, uint64_t end) {
   uint64_t n = 0;
@@ -78,13 +83,29 @@ double Dispatcher::estimate(const Worker& w, uint64_t cls) const {
   return it != w.estimates.end() && it->second.samples > 0 ? it->second.ms : -1;
 }
 
-double Dispatcher::prior(uint64_t cls) const {
+double Dispatcher::prior(uint64_t cls, const Worker* w) const {
+  // The best time any worker has for the class, scaled by how much slower (or faster) `w` is
+  // than that worker on the classes both have timed: a CPU worker that is 30x slower on the
+  // kernels it shares with a GPU worker is not assumed as fast as the GPU on a new one.
   double best = -1;
-  for (const auto& [id, w] : workers_) {
-    const double e = estimate(w, cls);
-    if (e > 0 && (best < 0 || e < best)) best = e;
+  const Worker* by = nullptr;
+  for (const auto& [id, o] : workers_) {
+    const double e = estimate(o, cls);
+    if (e > 0 && (best < 0 || e < best)) {
+      best = e;
+      by = &o;
+    }
   }
-  return best;
+  if (best < 0 || w == nullptr || by == w) return best;
+  double log_ratio = 0;
+  int shared = 0;
+  for (const auto& [c, mine] : w->estimates) {
+    const double theirs = estimate(*by, c);
+    if (mine.samples == 0 || theirs <= 0 || mine.ms <= 0) continue;
+    log_ratio += std::log(mine.ms / theirs);
+    ++shared;
+  }
+  return shared == 0 ? best : best * std::exp(log_ratio / shared);
 }
 
 Dispatcher::Worker* Dispatcher::holder(uint32_t slot) {
@@ -96,7 +117,7 @@ void Dispatcher::hold(Worker& w, Entry& e, const Group& g, int64_t now) {
   double cost = estimate(w, g.cls);
   bool exploring = false;
   if (cost <= 0) {
-    const double p = prior(g.cls);
+    const double p = prior(g.cls, &w);
     cost = p > 0 ? p : kUnknownTaskMs;
     exploring = true;
     ++w.exploring[g.cls];
@@ -551,7 +572,7 @@ void Dispatcher::plan(int64_t now) {
           continue;
         }
         double e = estimate(*pool[w], grp.cls);
-        if (e <= 0) e = prior(grp.cls);
+        if (e <= 0) e = prior(grp.cls, pool[w]);
         if (e <= 0) e = kUnknownTaskMs;
         cost[w][g] = e / std::max<uint32_t>(pool[w]->slots, 1);
       }
@@ -590,6 +611,25 @@ std::pair<Dispatcher::Job*, Dispatcher::Group*> Dispatcher::pick(Worker& w, int6
     Job* best_job = nullptr;
     size_t best_g = 0;
     std::tuple<int, double, size_t, size_t> best_key{};
+    // Classes of this level the worker has not timed. One task of each finds out; only a
+    // worker with nothing it knows to do spreads all its slots over them (a fresh job).
+    uint32_t unknown_classes = 0;
+    bool known_work = false;
+    {
+      std::vector<uint64_t> seen;
+      for (const auto& [id, job] : jobs_) {
+        if (job.priority != level) continue;
+        for (const auto& g : job.groups) {
+          if (!g.has_work() || !can_run(w, g)) continue;
+          if (estimate(w, g.cls) > 0) {
+            known_work = true;
+          } else if (std::find(seen.begin(), seen.end(), g.cls) == seen.end()) {
+            seen.push_back(g.cls);
+          }
+        }
+      }
+      unknown_classes = static_cast<uint32_t>(std::max<size_t>(1, seen.size()));
+    }
     for (auto& [id, job] : jobs_) {
       if (job.priority != level || !min_workers_met(job)) continue;
       const bool window_full = job.open.size() >= policy_.window;
@@ -606,28 +646,43 @@ std::pair<Dispatcher::Job*, Dispatcher::Group*> Dispatcher::pick(Worker& w, int6
         int rank;
         if (w.slots == 0) {
           rank = 1;  // a worker that does not say its slots: credit alone rules
-        } else if (est <= 0) {
-          // Not timed on this worker yet: one task per slot finds out.
-          auto x = w.exploring.find(g.cls);
-          if (x != w.exploring.end() && x->second >= w.slots) continue;
-          rank = 0;
         } else {
-          // Not a task it would finish after the plan's end when another worker would finish
-          // it sooner (dmda's rule): the slow worker leaves the tail to the fast one.
-          if (lp) {
-            const double remaining = std::max(0.0, lp->end_ms - since_plan_ms);
-            const double finish = w.queue_wall_ms() + est;
-            if (finish > remaining * kPlanSlack + kPlanSlackMs) {
-              double sooner = std::numeric_limits<double>::infinity();
-              for (const auto& [oid, o] : workers_) {
-                if (&o == &w || o.leaving || !can_run(o, g)) continue;
-                const double oe = estimate(o, g.cls);
-                if (oe > 0) sooner = std::min(sooner, o.queue_wall_ms() + oe);
-              }
-              if (sooner < finish) continue;
+          double e = est;
+          if (e <= 0) {
+            // Not timed on this worker yet: it finds out with one real task of the class
+            // (several classes at once, at most one task per slot in all), before anything
+            // else: guesses from other workers are only the plan's stopgap.
+            uint32_t exploring = 0;
+            for (const auto& [cls, n] : w.exploring) exploring += n;
+            auto mine = w.exploring.find(g.cls);
+            const uint32_t per_class =
+                known_work ? 1 : std::max<uint32_t>(1, w.slots / unknown_classes);
+            if (exploring >= w.slots ||
+                (mine != w.exploring.end() && mine->second >= per_class)) {
+              continue;
             }
+            e = -1;
           }
-          rank = share > 0 ? 1 : 2;
+          if (e <= 0) {
+            rank = 0;
+          } else {
+            // Not a task it would finish after the plan's end when another worker would
+            // finish it sooner (dmda's rule): the slow worker leaves the tail to the fast one.
+            if (lp) {
+              const double remaining = std::max(0.0, lp->end_ms - since_plan_ms);
+              const double finish = w.queue_wall_ms() + e;
+              if (finish > remaining * kPlanSlack + kPlanSlackMs) {
+                double sooner = std::numeric_limits<double>::infinity();
+                for (const auto& [oid, o] : workers_) {
+                  if (&o == &w || o.leaving || !can_run(o, g)) continue;
+                  const double oe = estimate(o, g.cls);
+                  if (oe > 0) sooner = std::min(sooner, o.queue_wall_ms() + oe);
+                }
+                if (sooner < finish) continue;
+              }
+            }
+            rank = share > 0 ? 1 : 2;
+          }
         }
         // Order: explorations, then the groups the plan gives this worker (where it matters
         // most first), then the others; among equals the job with the fewest tasks out.
@@ -647,7 +702,7 @@ std::pair<Dispatcher::Job*, Dispatcher::Group*> Dispatcher::pick(Worker& w, int6
       const Group& g = best_job->groups[best_g];
       const double est = estimate(w, g.cls);
       if (w.slots > 0 && est > 0 &&
-          w.queue_wall_ms() > est + std::max(policy_.queue_ms, 0.25 * est)) {
+          w.queue_wall_ms() > est + std::max(policy_.queue_ms, kQueuedTasks * est)) {
         return {nullptr, nullptr};
       }
       return {best_job, &best_job->groups[best_g]};
@@ -849,8 +904,8 @@ std::vector<GiveUp> Dispatcher::expire() {
   }
   for (const auto& id : lost) {
     const auto& w = workers_.at(id);
-    log::warn("worker {} lost: silent for {:.1f} s, re-issuing its {} tasks", w.info.id(),
-              static_cast<double>(now - w.last_seen_ns) * 1e-9, w.held);
+    log::warn("worker {} lost: silent for {:.1f} s, re-issuing its {} tasks",
+              printable(w.info.id()), static_cast<double>(now - w.last_seen_ns) * 1e-9, w.held);
     ++workers_lost_;
     auto g = drop_worker(id, fmt::format("silent for {:.1f} s",
                                          static_cast<double>(policy_.worker_timeout_ms) * 1e-3));

@@ -269,7 +269,8 @@ class Dispatcher {
   static bool can_run(const Worker& w, const Group& g);
   // Returns: the worker's estimate for the class in ms, or a prior (negative: none known).
   double estimate(const Worker& w, uint64_t cls) const;
-  double prior(uint64_t cls) const;
+  // Returns: a guess of `w`'s time for a class it has not timed (negative: nobody has).
+  double prior(uint64_t cls, const Worker* w = nullptr) const;
   Worker* holder(uint32_t slot);
   // Queues a task for another attempt (alone when it is the last one).
   void requeue(Job& job, uint64_t task_id, Entry& e);

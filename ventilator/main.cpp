@@ -71,7 +71,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 1e6))
       ->capture_default_str();
   int64_t max_job_mb = opt.max_job_bytes >> 20;
-  app.add_option("--max-job-mb", max_job_mb, "largest job a client may submit, in MiB")
+  app.add_option("--max-job-mb", max_job_mb,
+                 "largest job a client may submit, or job file --job reads, in MiB")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
   app.add_option("--max-jobs", opt.table_limits.max_unfinished,
@@ -110,7 +111,7 @@ int main(int argc, char** argv) {
     }
     v1::JobSpec spec;
     if (!job_file.empty()) {
-      spec = jobs::load_job_file(job_file);
+      spec = jobs::load_job_file(job_file, opt.max_job_bytes);
     } else {
       if (kernel.empty()) throw SetupError("give --job FILE, --kernel K --tasks N, or --serve");
       if (tasks == 0) throw SetupError("--tasks must be at least 1");
