@@ -4,19 +4,21 @@
 # Components (`cmake --install build --prefix P [--component C]`):
 #   runtime   bin/taskfarm-{sink,worker,ventilator}, bin/taskfarm, lib/taskfarm/taskfarm-service,
 #             share/taskfarm/ (README, examples, launch_ssh.sh)
-#   gpu       lib/libtaskfarm_gpu.so: the CUDA kernels, dlopen'ed by a worker on a node with a
-#             CUDA driver; it loads the node's cuBLAS, or the one of the cudalibs add-on
+#   gpu       lib/taskfarm/libtaskfarm_gpu.so: the CUDA kernels, dlopen'ed by a worker on a node
+#             with a CUDA driver; it loads the node's cuBLAS, or the one of the cudalibs add-on
+#   dev       include/taskfarm/plugin.h, lib/cmake/taskfarm/: build kernel plugins with
+#             find_package(taskfarm) (cmake/PluginPackage.cmake); in the main packages
 #   libs      lib/: every other shared library the programs load except glibc and the CUDA
 #             driver (libzmq, libsodium, libprotobuf, libfmt, libstdc++, ...): self-contained
 #   cudalibs  lib/: the CUDA libraries the plugin loads (cuBLAS); only on request
 #   service   systemd units, /etc/taskfarm/taskfarm.conf: the .deb only
-# A plain `cmake --install` installs runtime, gpu and libs: the CPU package.
+# A plain `cmake --install` installs runtime, dev, gpu and libs: the CPU package.
 #
 # Packages (`cd build && cpack -G TGZ` or `cpack -G DEB`):
-#   TGZ taskfarm-V-Linux-ARCH.tar.gz            runtime + gpu + libs: runs anywhere (RPATH
+#   TGZ taskfarm-V-Linux-ARCH.tar.gz            runtime + dev + gpu + libs: runs anywhere (RPATH
 #                                               $ORIGIN/../lib)
 #       taskfarm-cudalibs-V-Linux-ARCH.tar.gz   cuBLAS for GPU nodes that lack it (CUDA builds)
-#   DEB taskfarm_V-1_ARCH.deb                   runtime + service in /usr and /etc; Debian's
+#   DEB taskfarm_V-1_ARCH.deb                   runtime + dev + service in /usr and /etc; Debian's
 #                                               libraries are declared dependencies
 #       taskfarm-gpu_V-1_ARCH.deb               the plugin (CUDA builds; cuBLAS from the node)
 
@@ -137,7 +139,9 @@ set(CPACK_DEBIAN_MAIN_PACKAGE_CONTROL_EXTRA
 set(CPACK_DEBIAN_MAIN_DESCRIPTION
     "taskfarm-sink, taskfarm-ventilator, taskfarm-worker and the taskfarm job client, with systemd
 units (taskfarm-sink, taskfarm-ventilator, taskfarm-worker@GPU) configured in
-/etc/taskfarm/taskfarm.conf. The GPU kernels are in taskfarm-gpu.")
+/etc/taskfarm/taskfarm.conf, and what kernel plugins are built with (include/taskfarm/plugin.h,
+find_package(taskfarm); an example in /usr/share/taskfarm/examples/plugins). The GPU kernels are
+in taskfarm-gpu.")
 set(CPACK_DEBIAN_GPU_PACKAGE_NAME taskfarm-gpu)
 # cuBLAS comes from the node (NVIDIA's CUDA packages or toolkit), which Debian does not package
 # in the version the plugin was built with: no declared dependency on it.
@@ -160,8 +164,9 @@ file(WRITE ${PROJECT_BINARY_DIR}/CPackTaskfarm.cmake "
 set(CPACK_COMPONENT_RUNTIME_GROUP main)
 set(CPACK_COMPONENT_LIBS_GROUP main)
 set(CPACK_COMPONENT_SERVICE_GROUP main)
+set(CPACK_COMPONENT_DEV_GROUP main)
 if(CPACK_GENERATOR STREQUAL \"DEB\")
-  set(CPACK_COMPONENTS_ALL runtime service ${_tf_gpu_components})
+  set(CPACK_COMPONENTS_ALL runtime dev service ${_tf_gpu_components})
   set(CPACK_COMPONENT_GPU_GROUP gpu)
   set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
   set(CPACK_INCLUDE_TOPLEVEL_DIRECTORY OFF)
@@ -169,7 +174,7 @@ if(CPACK_GENERATOR STREQUAL \"DEB\")
 else()
   set(CPACK_INCLUDE_TOPLEVEL_DIRECTORY ON)
   set(CPACK_COMPONENT_INCLUDE_TOPLEVEL_DIRECTORY ON)
-  set(CPACK_COMPONENTS_ALL runtime libs ${_tf_gpu_components} ${_tf_cudalibs_components})
+  set(CPACK_COMPONENTS_ALL runtime dev libs ${_tf_gpu_components} ${_tf_cudalibs_components})
   set(CPACK_COMPONENT_GPU_GROUP main)
   set(CPACK_COMPONENT_CUDALIBS_GROUP cudalibs)
 endif()

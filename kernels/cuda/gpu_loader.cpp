@@ -32,8 +32,9 @@ Loaded load() {
   char exe[PATH_MAX] = {};
   if (readlink("/proc/self/exe", exe, sizeof exe - 1) > 0) {
     const auto dir = std::filesystem::path(exe).parent_path();
-    candidates.push_back((dir / kGpuPluginFile).string());
-    candidates.push_back((dir / ".." / "lib" / kGpuPluginFile).string());
+    candidates.push_back((dir / kGpuPluginFile).string());  // the build tree
+    candidates.push_back((dir / ".." / "lib" / "taskfarm" / kGpuPluginFile).string());  // packages
+    candidates.push_back((dir / ".." / "lib" / kGpuPluginFile).string());  // scripts/bundle.sh
   }
   candidates.push_back(kGpuPluginFile);  // LD_LIBRARY_PATH and the system paths
   std::string errors;
