@@ -37,11 +37,13 @@ for n in "$TASKS" "$THREADS" "$REPEAT"; do
   [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "--tasks, --threads and --repeat take positive integers" >&2; exit 1; }
 done
 CSV=${CSV:-$BUILD_DIR/bench/exec_overhead.csv}
-command -v parallel >/dev/null && parallel --version 2>/dev/null | grep -q "GNU parallel" ||
-  { echo "needs GNU parallel: apt-get install parallel (or scripts/deps.sh --bench)" >&2; exit 1; }
+if ! parallel --version 2>/dev/null | grep -q "GNU parallel"; then
+  echo "needs GNU parallel: apt-get install parallel (or scripts/deps.sh --bench)" >&2
+  exit 1
+fi
 command -v xargs >/dev/null || { echo "needs xargs (findutils)" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "needs GNU time: apt-get install time" >&2; exit 1; }
-[ -d /dev/shm ] && [ -w /dev/shm ] || { echo "needs a writable /dev/shm (tmpfs)" >&2; exit 1; }
+if [ ! -d /dev/shm ] || [ ! -w /dev/shm ]; then echo "needs a writable /dev/shm (tmpfs)" >&2; exit 1; fi
 
 echo "building ($BUILD_DIR) ..."
 bench_build
@@ -123,8 +125,9 @@ for side in "${sides[@]}"; do
   c_us[$side]=$(per_task_us "$(med "${cpu[$side]}")")
   rate[$side]=$(awk -v w="$m" -v n="$TASKS" 'BEGIN { if (w == "nan") print "nan"; else printf "%.0f", n / w }')
 done
-sink_rate=$(printf '%s\n' "${tf_rates[@]}" | median)
-shm_sink_rate=$(printf '%s\n' "${shm_rates[@]}" | median)
+int() { awk '{ if ($1 == "nan") print "nan"; else printf "%.0f\n", $1 }'; }
+sink_rate=$(printf '%s\n' "${tf_rates[@]}" | median | int)
+shm_sink_rate=$(printf '%s\n' "${shm_rates[@]}" | median | int)
 
 echo
 printf '%-36s %10s %12s %12s %10s %10s\n' side "tasks/s" "wall us/task" "CPU us/task" "vs xargs" "vs parallel"

@@ -43,7 +43,10 @@ for tool in head base64 find; do
   command -v "$tool" >/dev/null || { echo "needs $tool (coreutils, findutils)" >&2; exit 1; }
 done
 if [ -n "$PARENT" ]; then
-  [ -d "$PARENT" ] && [ -w "$PARENT" ] || { echo "--results-dir $PARENT: not a writable folder" >&2; exit 1; }
+  if [ ! -d "$PARENT" ] || [ ! -w "$PARENT" ]; then
+    echo "--results-dir $PARENT: not a writable folder" >&2
+    exit 1
+  fi
   RESULTS_PARENT=$(mktemp -d "$PARENT/taskfarm-bench-out.XXXXXX")
 else
   RESULTS_PARENT=$(mktemp -d "${TMPDIR:-/tmp}/taskfarm-bench-out.XXXXXX")

@@ -27,8 +27,8 @@ with taskfarm.Client(args.server, sink=args.sink) as client:
         if not result.ok:
             sys.exit(f"point {result.params}: {result.error}")
         point = json.loads(result.output)
-        print(f"  r={result.params['r']:<5} x0={result.params['x0']:<4} -> period {point['period']}",
-              file=sys.stderr)
+        r, x0 = result.params["r"], result.params["x0"]
+        print(f"  r={r:<5} x0={x0:<4} -> period {point['period']}", file=sys.stderr)
         periods[(float(result.params["r"]), float(result.params["x0"]))] = point["period"]
 
 rs = sorted({r for r, _ in periods})

@@ -28,8 +28,8 @@ def test_the_exec_examples_run_as_written(tmp_path):
         assert walk["seed"] == e["index"] and walk["steps"] == 1000
     assert "100 walks of 1000 steps: mean squared distance" in p.stdout
     # `taskfarm results` copied the sink's index byte for byte.
-    sink_copies = [d for d in (out / "sink").iterdir()
-                   if (d / "index.jsonl").read_bytes() == (out / "walks" / "index.jsonl").read_bytes()]
+    fetched = (out / "walks" / "index.jsonl").read_bytes()
+    sink_copies = [d for d in (out / "sink").iterdir() if (d / "index.jsonl").read_bytes() == fetched]
     assert len(sink_copies) == 1
 
     # The sweep: 5 x 3 grid points, each output the period its r gives.

@@ -96,7 +96,8 @@ def test_results_stream_while_the_job_runs_and_resume_after_closing_midway(make_
 def test_a_half_written_local_index_line_is_fetched_again(make_farm, tmp_path):
     f = exec_farm(make_farm)
     with Client(f.server, sink=f.results_service) as client:
-        job = client.submit({"tasks": [{"kernel": "exec", "count": 5, "argv": ["echo", "{index}"]}]})
+        job = client.submit({"tasks": [{"kernel": "exec", "count": 5,
+                                        "argv": ["echo", "{index}"]}]})
         job.wait(timeout=60, progress=False)
         job.results(out_dir=tmp_path / "d").drain()
         index = (tmp_path / "d" / "index.jsonl").read_bytes()
