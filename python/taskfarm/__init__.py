@@ -5,6 +5,8 @@
 ...     job = client.submit({"name": "pi", "tasks": [{"kernel": "montecarlo_pi", "count": 100,
 ...                                                   "size": 1000000}]})
 ...     report = job.wait(timeout=60)
+...     for result in job.results():   # outputs of exec, plugin and sweep jobs, as they finish
+...         print(result.task_id, result.output)
 """
 from ._proto import pb
 from .client import Client, Job, JobStatus, Keys, endpoint, job_spec
