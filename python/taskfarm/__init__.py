@@ -5,7 +5,8 @@
 ...     job = client.submit({"name": "pi", "tasks": [{"kernel": "montecarlo_pi", "count": 100,
 ...                                                   "size": 1000000}]})
 ...     report = job.wait(timeout=60)
-...     for result in job.results():   # outputs of exec, plugin and sweep jobs, as they finish
+...     array = client.submit({"tasks": [{"kernel": "exec", "count": 10, "argv": ["echo", "{index}"]}]})
+...     for result in array.results():   # outputs (exec, plugins, sweeps), as tasks finish
 ...         print(result.task_id, result.output)
 """
 from ._proto import pb
