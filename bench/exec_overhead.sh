@@ -53,6 +53,7 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 tmp_fs=$(df -T "${TMPDIR:-/tmp}" | awk 'NR == 2 { print $2 }')
 echo "machine: $(nproc) cores ($cpu); ${TMPDIR:-/tmp} is $tmp_fs; commit $commit; $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "load average before the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
+load1=$(cut -d' ' -f1 /proc/loadavg)
 busy=$(ps -eo pcpu=,comm= --sort=-pcpu | awk '$1 > 20 { printf "%s (%s%%) ", $2, $1 }')
 [ -z "$busy" ] || echo "warning: other processes are using the CPU: ${busy}- figures will be lower and noisier"
 echo "$TASKS x /bin/true, $THREADS at a time, $REPEAT runs of each side"
@@ -84,6 +85,7 @@ farm() {
   local tag=$1 f
   shift
   FARM_WORKER_ARGS=(--allow-exec "$@")
+  FARM_SINK_ARGS=(--results-dir "$BENCH_TMP/results")  # the index of every command's result
   run_farm "$tag" 1 --job "$job" || true
   f=$BENCH_TMP/$tag.json
   if [ "$FARM_STATUS" -ne 0 ] || [ "$(json_num "$f" tasks_ok)" != "$TASKS" ]; then
@@ -130,8 +132,9 @@ sink_rate=$(printf '%s\n' "${tf_rates[@]}" | median | int)
 shm_sink_rate=$(printf '%s\n' "${shm_rates[@]}" | median | int)
 
 echo
-printf '%-36s %10s %12s %12s %10s %10s\n' side "tasks/s" "wall us/task" "CPU us/task" "vs xargs" "vs parallel"
-printf '%.0s-' $(seq 1 95); echo
+printf '%-36s %8s %12s %11s %18s %18s\n' side "tasks/s" "wall us/task" "CPU us/task" \
+  "vs xargs wall/CPU" "vs parallel w/CPU"
+printf '%.0s-' $(seq 1 108); echo
 rows=()
 for side in "${sides[@]}"; do
   case $side in
@@ -141,23 +144,27 @@ for side in "${sides[@]}"; do
     taskfarm-shm) label="taskfarm, --exec-dir /dev/shm" ;;
   esac
   vx=$(ratio "${w_us[$side]}" "${w_us[xargs]}") vp=$(ratio "${w_us[$side]}" "${w_us[parallel]}")
-  printf '%-36s %10s %12s %12s %10s %10s\n' "$label" "${rate[$side]}" "${w_us[$side]}" "${c_us[$side]}" "$vx" "$vp"
-  rows+=("$label|${rate[$side]}|${w_us[$side]}|${c_us[$side]}|$vx|$vp")
+  cx=$(ratio "${c_us[$side]}" "${c_us[xargs]}") cp=$(ratio "${c_us[$side]}" "${c_us[parallel]}")
+  printf '%-36s %8s %12s %11s %18s %18s\n' "$label" "${rate[$side]}" "${w_us[$side]}" "${c_us[$side]}" \
+    "$vx / $cx" "$vp / $cp"
+  rows+=("$label|${rate[$side]}|${w_us[$side]}|${c_us[$side]}|$vx|$vp|$cx|$cp")
 done
 echo "(wall: whole command, start to exit; taskfarm: ventilator start to exit, every result in;"
-echo " ratios of wall us/task, lower is better; CPU: every process, the $TASKS commands included;"
-echo " medians of $REPEAT runs. Sink-measured rate, first task sent to last result:"
+echo " CPU: user + system of every process, the $TASKS commands included; ratios per task, lower"
+echo " is better; medians of $REPEAT runs. On a loaded machine CPU per task is the steadier"
+echo " figure: wall favours the side with more runnable threads. Sink-measured rate, first task"
+echo " sent to last result:"
 echo " $sink_rate tasks/s default, $shm_sink_rate tasks/s on /dev/shm)"
 shm_gain=$(ratio "${w_us[taskfarm]}" "${w_us[taskfarm-shm]}")
 echo "per-task folders: default / /dev/shm wall per task = $shm_gain"
 
 mkdir -p "$(dirname "$CSV")"
 {
-  echo "date,commit,cores,tasks,threads,side,tasks_per_s,wall_us_per_task,cpu_us_per_task,vs_xargs,vs_parallel"
+  echo "date,commit,cores,load1,tasks,threads,side,tasks_per_s,wall_us_per_task,cpu_us_per_task,wall_vs_xargs,wall_vs_parallel,cpu_vs_xargs,cpu_vs_parallel"
   for line in "${rows[@]}"; do
-    IFS='|' read -r s a b c d e <<<"$line"
-    printf '%s,%s,%s,%s,%s,"%s",%s,%s,%s,%s,%s\n' "$(date -u +%Y-%m-%dT%H:%MZ)" "$commit" "$(nproc)" \
-      "$TASKS" "$THREADS" "$s" "$a" "$b" "$c" "$d" "$e"
+    IFS='|' read -r s a b c d e f g <<<"$line"
+    printf '%s,%s,%s,%s,%s,%s,"%s",%s,%s,%s,%s,%s,%s,%s\n' "$(date -u +%Y-%m-%dT%H:%MZ)" "$commit" \
+      "$(nproc)" "$load1" "$TASKS" "$THREADS" "$s" "$a" "$b" "$c" "$d" "$e" "$f" "$g"
   done
 } >"$CSV"
 echo "rows written to $CSV"

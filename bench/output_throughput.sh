@@ -4,9 +4,9 @@
 # index line), against the raw payload rate of bench/run.sh measured in the same run: M noop
 # tasks carrying a 1 MiB inline payload to the workers, and bare libzmq 1 MiB messages. Output
 # sources, same farm (one-shot sink, ventilator, 2 workers x 1 thread, loopback TCP):
-#   echo plugin  the test plugin's test.echo returns its 1 MiB payload as output (a source that
-#                costs next to nothing; built with the tests: -DTASKFARM_BUILD_TESTS=ON)
-#   exec         `head -c 1048576 /dev/zero` per task (worker --allow-exec)
+#   plugin  bench/plugins/bench_output.c's bench.zeros returns 1 MiB of zeros (a source that
+#           costs nothing: the output path alone)
+#   exec    `head -c 1048576 /dev/zero` per task (worker --allow-exec): a command's stdout
 # Every run checks that all M outputs are in the results directory with the right size.
 #
 #   bench/output_throughput.sh [--tasks M] [--repeat R] [--results-dir DIR] [--csv FILE]
@@ -55,23 +55,25 @@ BYTES=$((1 << 20))
 
 echo "building ($BUILD_DIR) ..."
 bench_build
-PLUGIN=$BUILD_DIR/test-plugins/libtest_plugin.so
-cmake --build "$BUILD_DIR" --target test_plugin >>"$BENCH_TMP/build.log" 2>&1 || true
-[ -f "$PLUGIN" ] || echo "note: $PLUGIN not built (configure with -DTASKFARM_BUILD_TESTS=ON): no echo-plugin rows" >&2
+PLUGIN=$BUILD_DIR/bench-plugins/libbench_output.so
+cmake --build "$BUILD_DIR" --target bench_output >>"$BENCH_TMP/build.log" 2>&1 ||
+  { tail -n 20 "$BENCH_TMP/build.log" >&2; exit 1; }
 commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 git -C "$ROOT" diff --quiet HEAD 2>/dev/null || commit="$commit+dirty"
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 out_fs=$(df -T "$RESULTS_PARENT" | awk 'NR == 2 { print $2 }')
 echo "machine: $(nproc) cores ($cpu); results directory on $out_fs; commit $commit; $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "load average before the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
+load1=$(cut -d' ' -f1 /proc/loadavg)
 busy=$(ps -eo pcpu=,comm= --sort=-pcpu | awk '$1 > 20 { printf "%s (%s%%) ", $2, $1 }')
 [ -z "$busy" ] || echo "warning: other processes are using the CPU: ${busy}- figures will be lower and noisier"
 echo "$TASKS tasks of 1 MiB, 2 workers x 1 thread, $REPEAT runs of each side"
 
 payload_job=$BENCH_TMP/payload.json
 make_payload_job "$payload_job" "$BYTES" "$TASKS"
-echo_job=$BENCH_TMP/echo.json
-sed 's/"kernel":"noop"/"kernel":"test.echo"/; s/"name":"[^"]*"/"name":"echo-1MiB"/' "$payload_job" >"$echo_job"
+zeros_job=$BENCH_TMP/zeros.json
+printf '{"name":"zeros-1MiB","tasks":[{"kernel":"bench.zeros","count":%d,"size":%d}]}\n' \
+  "$TASKS" "$BYTES" >"$zeros_job"
 exec_job=$BENCH_TMP/exec.json
 printf '{"name":"exec-1MiB","tasks":[{"kernel":"exec","count":%d,"argv":["head","-c","%d","/dev/zero"]}]}\n' \
   "$TASKS" "$BYTES" >"$exec_job"
@@ -103,9 +105,8 @@ outputs() {
   rm -rf "$dir"
 }
 
-declare -A rate wall
-sides=(bare payload echo exec)
-[ -f "$PLUGIN" ] || sides=(bare payload exec)
+declare -A rate wall rss
+sides=(bare payload plugin exec)
 ok=1
 for r in $(seq 1 "$REPEAT"); do
   line="  run $r:"
@@ -121,10 +122,14 @@ for r in $(seq 1 "$REPEAT"); do
                else
                  echo "  pay-$r: not every task succeeded" >&2; ok=0
                fi ;;
-      echo) outputs "echo-$r" "$echo_job" --plugin "$PLUGIN" || ok=0 ;;
+      plugin) outputs "plugin-$r" "$zeros_job" --plugin "$PLUGIN" || ok=0 ;;
       exec) outputs "exec-$r" "$exec_job" --allow-exec --exec-dir "$BENCH_TMP/exec-dir" || ok=0 ;;
     esac
-    rate[$side]+="$MBS " wall[$side]+="$WALL_MBS "
+    case $side in
+      payload) tag=pay-$r ;;
+      *) tag=$side-$r ;;
+    esac
+    rate[$side]+="$MBS " wall[$side]+="$WALL_MBS " rss[$side]+="$(rss_mb "$tag-sink") "
     line+=$(printf ' %s %7s MB/s' "$side" "$MBS")
   done
   echo "$line"
@@ -132,34 +137,38 @@ done
 
 med() { tr ' ' '\n' <<<"$1" | grep -v '^$' | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b == 0) print "nan"; else printf "%.2f", a / b }'; }
-declare -A m mw
-for side in "${sides[@]}"; do m[$side]=$(med "${rate[$side]}") mw[$side]=$(med "${wall[$side]}"); done
+declare -A m mw mr
+for side in "${sides[@]}"; do
+  m[$side]=$(med "${rate[$side]}") mw[$side]=$(med "${wall[$side]}")
+  mr[$side]=$(tr ' ' '\n' <<<"${rss[$side]}" | grep -v '^$' | maxof)
+done
 
 echo
-printf '%-52s %10s %12s %10s %8s\n' side "MB/s" "MB/s (wall)" "vs payload" "vs bare"
-printf '%.0s-' $(seq 1 96); echo
+printf '%-48s %8s %12s %10s %8s %12s\n' side "MB/s" "MB/s (wall)" "vs payload" "vs bare" "sink RSS MB"
+printf '%.0s-' $(seq 1 103); echo
 rows=()
 for side in "${sides[@]}"; do
   case $side in
     bare) label="bare libzmq 1 MiB messages (2 relays)" ;;
     payload) label="taskfarm 1 MiB payloads in, no output (run.sh)" ;;
-    echo) label="1 MiB payload in, 1 MiB output to disk (plugin)" ;;
-    exec) label="exec head -c 1MiB /dev/zero, output to disk" ;;
+    plugin) label="plugin: 1 MiB outputs into the results dir" ;;
+    exec) label="exec head -c 1MiB: stdout into the results dir" ;;
   esac
   vp=$(ratio "${m[$side]}" "${m[payload]}") vb=$(ratio "${m[$side]}" "${m[bare]}")
-  printf '%-52s %10s %12s %10s %8s\n' "$label" "${m[$side]}" "${mw[$side]}" "$vp" "$vb"
-  rows+=("$label|${m[$side]}|${mw[$side]}|$vp|$vb")
+  printf '%-48s %8s %12s %10s %8s %12s\n' "$label" "${m[$side]}" "${mw[$side]}" "$vp" "$vb" "${mr[$side]}"
+  rows+=("$label|${m[$side]}|${mw[$side]}|$vp|$vb|${mr[$side]}")
 done
 echo "(MB = 1e6 bytes of payload or output; MB/s over the sink's elapsed_s, first task sent to last"
-echo " result in; wall: ventilator start to exit; medians of $REPEAT runs; results on $out_fs)"
+echo " result in; wall: ventilator start to exit; medians of $REPEAT runs; results on $out_fs;"
+echo " sink RSS: the largest of the runs, GNU time's %M)"
 
 mkdir -p "$(dirname "$CSV")"
 {
-  echo "date,commit,cores,tasks,results_fs,side,mb_per_s,wall_mb_per_s,vs_payload,vs_bare"
+  echo "date,commit,cores,load1,tasks,results_fs,side,mb_per_s,wall_mb_per_s,vs_payload,vs_bare,sink_rss_mb"
   for line in "${rows[@]}"; do
-    IFS='|' read -r s a b c d <<<"$line"
-    printf '%s,%s,%s,%s,%s,"%s",%s,%s,%s,%s\n' "$(date -u +%Y-%m-%dT%H:%MZ)" "$commit" "$(nproc)" \
-      "$TASKS" "$out_fs" "$s" "$a" "$b" "$c" "$d"
+    IFS='|' read -r s a b c d e <<<"$line"
+    printf '%s,%s,%s,%s,%s,%s,"%s",%s,%s,%s,%s,%s\n' "$(date -u +%Y-%m-%dT%H:%MZ)" "$commit" "$(nproc)" \
+      "$load1" "$TASKS" "$out_fs" "$s" "$a" "$b" "$c" "$d" "$e"
   done
 } >"$CSV"
 echo "rows written to $CSV"
