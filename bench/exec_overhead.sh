@@ -12,7 +12,7 @@
 #   --tasks N    commands per run (default 3000)
 #   --threads T  concurrent commands for every side (default: the number of cores)
 #   --repeat R   runs of each side, interleaved; medians are reported (default 3)
-#   --csv FILE   where to write the rows (default $BUILD_DIR/bench/exec_overhead.csv, untracked)
+#   --csv FILE   where to write the rows (default bench/out/exec_overhead.csv, untracked)
 #
 # Needs GNU parallel (Debian: parallel; `scripts/deps.sh --bench` installs it), xargs, GNU time.
 # Environment: BUILD_DIR (default build/), RUN_TIMEOUT (s per process, 300).
@@ -36,7 +36,7 @@ done
 for n in "$TASKS" "$THREADS" "$REPEAT"; do
   [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "--tasks, --threads and --repeat take positive integers" >&2; exit 1; }
 done
-CSV=${CSV:-$BUILD_DIR/bench/exec_overhead.csv}
+CSV=${CSV:-$BENCH_OUT/exec_overhead.csv}
 if ! parallel --version 2>/dev/null | grep -q "GNU parallel"; then
   echo "needs GNU parallel: apt-get install parallel (or scripts/deps.sh --bench)" >&2
   exit 1

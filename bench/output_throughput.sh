@@ -15,7 +15,7 @@
 #   --repeat R         runs of each side, interleaved; medians are reported (default 3)
 #   --results-dir DIR  parent of the sink's results directories (default: a temporary folder
 #                      under $TMPDIR, /tmp; e.g. /dev/shm to leave the disk out)
-#   --csv FILE         where to write the rows (default $BUILD_DIR/bench/output_throughput.csv)
+#   --csv FILE         where to write the rows (default bench/out/output_throughput.csv, untracked)
 #
 # Environment: BUILD_DIR (default build/), RUN_TIMEOUT (s per process, 300).
 set -euo pipefail
@@ -38,7 +38,7 @@ done
 for n in "$TASKS" "$REPEAT"; do
   [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "--tasks and --repeat take positive integers" >&2; exit 1; }
 done
-CSV=${CSV:-$BUILD_DIR/bench/output_throughput.csv}
+CSV=${CSV:-$BENCH_OUT/output_throughput.csv}
 for tool in head base64 find; do
   command -v "$tool" >/dev/null || { echo "needs $tool (coreutils, findutils)" >&2; exit 1; }
 done

@@ -21,13 +21,16 @@ class JobClient {
   JobClient(std::string endpoint, int64_t timeout_ms, const CurveOptions& curve = {});
 
   // Sends `request` and waits for the reply.
-  // Returns: the reply. Throws: SetupError when no reply comes within the timeout.
+  // Returns: the reply. Throws: SetupError when no reply comes within the timeout (naming the
+  // reason when the CurveZMQ handshake failed: key refused, server key mismatch); Interrupted
+  // when a stop signal arrives while waiting.
   v1::Envelope call(v1::Envelope& request);
 
-  // Convenience wrappers. Throw: SetupError with the server's error text.
+  // Convenience wrappers. Throw: SetupError with the server's error text, or as call().
   std::string submit(const v1::JobSpec& job);
   v1::StatusReply status(const std::string& job);
   std::string cancel(const std::string& job);
+  v1::WorkersReply workers();
 
   const std::string& endpoint() const { return endpoint_; }
 
@@ -37,6 +40,7 @@ class JobClient {
   zmq::context_t ctx_{1};
   Curve curve_;
   zmq::socket_t socket_{ctx_, zmq::socket_type::dealer};
+  HandshakeWatch handshakes_{ctx_, socket_, curve_.enabled()};  // after the socket it watches
 };
 
 }  // namespace taskfarm::client

@@ -13,7 +13,7 @@
 #include "common/clock.h"
 #include "common/job_state.h"
 #include "common/protocol.h"
-#include "ventilator/job.h"
+#include "jobs/job.h"
 
 namespace taskfarm::ventilator {
 
@@ -24,7 +24,7 @@ struct JobRecord {
   uint64_t total = 0;
   uint32_t max_attempts = 0;  // effective: the job's, or the ventilator's default
   v1::JobState state = v1::JOB_QUEUED;
-  std::unique_ptr<Job> job;   // spec and task descriptors; released when the job ends
+  std::unique_ptr<jobs::Job> job;   // spec and task descriptors; released when the job ends
   uint64_t spec_bytes = 0;    // what the spec holds in memory (for --max-queued-mb)
   int64_t submitted_ns = 0, started_ns = 0, finished_ns = 0;  // steady clock
   // Progress once finished (while running, the dispatcher has it).

@@ -11,7 +11,7 @@
 #include "common/clock.h"
 #include "common/protocol.h"
 #include "ventilator/dispatcher.h"
-#include "ventilator/job.h"
+#include "jobs/job.h"
 #include "ventilator/job_table.h"
 
 namespace taskfarm::ventilator {
@@ -29,7 +29,7 @@ class VentilatorOutbox {
 
 struct CoreOptions {
   DispatchPolicy policy;
-  JobLimits job_limits;
+  jobs::JobLimits job_limits;
   TableLimits table_limits;
   int64_t max_job_bytes = kDefaultMaxJobBytes;
   int64_t heartbeat_ms = 500;
@@ -37,6 +37,7 @@ struct CoreOptions {
   std::string tasks_endpoint; // for messages about missing workers
   // Whether clients may submit exec jobs (a job service with keys, or on loopback only).
   bool exec_jobs_allowed = true;
+  uint32_t min_workers = 0;  // every job waits for this many workers (and its own min_workers)
 };
 
 class VentilatorCore {
@@ -77,10 +78,15 @@ class VentilatorCore {
  private:
   void finish_job(JobRecord& job, v1::JobState state);
   void send_give_ups(const std::vector<GiveUp>& give_ups);
+  void take_timings(const std::string& worker,
+                    const google::protobuf::RepeatedPtrField<v1::TaskTiming>& timings);
+  void send_cancels();
   void announce(JobRecord& job, int64_t now);
   bool send_tasks(const Assignment& a, int64_t sent_ns);
   void heartbeat_workers();
   void finish_acked_jobs(int64_t now);
+  // `taskfarm workers`: the dispatcher's workers and the jobs of the tasks they hold.
+  void fill_workers_reply(v1::WorkersReply& reply);
   void log_waiting(int64_t now);
 
   CoreOptions opt_;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -63,6 +64,11 @@ class Executor {
   size_t cancel_running(uint64_t job_id, bool commands_only = false);
   // Returns: the tasks that stopped because they were cancelled (and clears the list).
   std::vector<v1::TaskRef> take_aborted();
+  // Removes the unstarted copies of these tasks and stops the running ones (see
+  // cancel_running). Returns: how many unstarted ones were dropped.
+  size_t cancel_tasks(uint64_t job_id, const std::vector<uint64_t>& task_ids);
+  // Returns: how long tasks took since the last call, per kernel and size (and clears them).
+  std::vector<v1::TaskTiming> take_timings();
   // Moves finished results into `out` and clears the notification.
   void collect(Results& out);
   // Returns: tasks queued or running.
@@ -94,6 +100,7 @@ class Executor {
   };
   std::vector<Running> running_slots_;  // one per thread; guarded by mu_ but `cancelled`
   std::vector<v1::TaskRef> aborted_;
+  std::map<std::pair<std::string, int64_t>, v1::TaskTiming> timings_;  // since take_timings
   uint64_t max_output_bytes_;
   size_t running_ = 0;
   bool stopping_ = false;
