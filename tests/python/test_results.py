@@ -209,3 +209,28 @@ def test_the_package_exports_the_results_api():
     assert Path(taskfarm.__file__).parent.joinpath("results.py").exists()
     for name in ("ResultStream", "TaskResult", "NoOutputs"):
         assert name in taskfarm.__all__
+
+
+def test_results_over_curve_take_the_clients_key(make_farm, tmp_path):
+    keys, auth = tmp_path / "keys", tmp_path / "authorized"
+    for name, role in (("head", "head"), ("w", "workers"), ("me", "clients")):
+        subprocess.run([binary("taskfarm"), "keygen", name, "--dir", str(keys)], check=True,
+                       capture_output=True)
+        (auth / role).mkdir(parents=True, exist_ok=True)
+        (auth / role / f"{name}.pub").write_bytes((keys / f"{name}.pub").read_bytes())
+    head = ["--curve-secret", str(keys / "head.key"), "--authorized-keys", str(auth)]
+    f = make_farm(workers=0, sink_args=head,
+                  vent_args=head + ["--server-key", str(keys / "head.pub")])
+    f.worker("cw", extra=EXEC_WORKER + ["--curve-secret", str(keys / "w.key"), "--server-key",
+                                        str(keys / "head.pub")])
+    me = (str(keys / "me.key"), str(keys / "head.pub"))
+    with Client(f.server, keys=me, sink=f.results_service) as client:
+        job = client.submit({"tasks": [{"kernel": "exec", "count": 4,
+                                        "argv": ["echo", "{index}"]}]})
+        outputs = sorted(r.output for r in job.results(timeout=60))
+    assert outputs == [b"0\n", b"1\n", b"2\n", b"3\n"]
+    # Without keys, or with a worker's key, the results service does not answer.
+    for other in (None, (str(keys / "w.key"), str(keys / "head.pub"))):
+        with Client(f.server, keys=other, sink=f.results_service, timeout=0.5) as client:
+            with pytest.raises(ServiceUnavailable):
+                next(taskfarm.Job(client, job.id).results(timeout=5))
