@@ -105,7 +105,7 @@ outputs() {
   rm -rf "$dir"
 }
 
-declare -A rate wall rss
+declare -A rate wall rss scpu
 sides=(bare payload plugin exec)
 ok=1
 for r in $(seq 1 "$REPEAT"); do
@@ -130,6 +130,7 @@ for r in $(seq 1 "$REPEAT"); do
       *) tag=$side-$r ;;
     esac
     rate[$side]+="$MBS " wall[$side]+="$WALL_MBS " rss[$side]+="$(rss_mb "$tag-sink") "
+    scpu[$side]+="$(cpu_s "$tag-sink") "
     line+=$(printf ' %s %7s MB/s' "$side" "$MBS")
   done
   echo "$line"
@@ -137,15 +138,18 @@ done
 
 med() { tr ' ' '\n' <<<"$1" | grep -v '^$' | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b == 0) print "nan"; else printf "%.2f", a / b }'; }
-declare -A m mw mr
+declare -A m mw mr mc
 for side in "${sides[@]}"; do
   m[$side]=$(med "${rate[$side]}") mw[$side]=$(med "${wall[$side]}")
   mr[$side]=$(tr ' ' '\n' <<<"${rss[$side]}" | grep -v '^$' | maxof)
+  # The sink's CPU (user + system) per task: steadier than MB/s on a loaded machine.
+  mc[$side]=$(med "${scpu[$side]}" | awk -v n="$TASKS" '{ if ($1 == "nan") print "nan"; else printf "%.2f", $1 / n * 1e3 }')
 done
 
 echo
-printf '%-48s %8s %12s %10s %8s %12s\n' side "MB/s" "MB/s (wall)" "vs payload" "vs bare" "sink RSS MB"
-printf '%.0s-' $(seq 1 103); echo
+printf '%-48s %8s %12s %10s %8s %12s %13s\n' side "MB/s" "MB/s (wall)" "vs payload" "vs bare" \
+  "sink RSS MB" "sink CPU ms/t"
+printf '%.0s-' $(seq 1 117); echo
 rows=()
 for side in "${sides[@]}"; do
   case $side in
@@ -155,20 +159,21 @@ for side in "${sides[@]}"; do
     exec) label="exec head -c 1MiB: stdout into the results dir" ;;
   esac
   vp=$(ratio "${m[$side]}" "${m[payload]}") vb=$(ratio "${m[$side]}" "${m[bare]}")
-  printf '%-48s %8s %12s %10s %8s %12s\n' "$label" "${m[$side]}" "${mw[$side]}" "$vp" "$vb" "${mr[$side]}"
-  rows+=("$label|${m[$side]}|${mw[$side]}|$vp|$vb|${mr[$side]}")
+  printf '%-48s %8s %12s %10s %8s %12s %13s\n' "$label" "${m[$side]}" "${mw[$side]}" "$vp" "$vb" \
+    "${mr[$side]}" "${mc[$side]}"
+  rows+=("$label|${m[$side]}|${mw[$side]}|$vp|$vb|${mr[$side]}|${mc[$side]}")
 done
 echo "(MB = 1e6 bytes of payload or output; MB/s over the sink's elapsed_s, first task sent to last"
 echo " result in; wall: ventilator start to exit; medians of $REPEAT runs; results on $out_fs;"
-echo " sink RSS: the largest of the runs, GNU time's %M)"
+echo " sink RSS: the largest of the runs, GNU time's %M; sink CPU: user + system per task)"
 
 mkdir -p "$(dirname "$CSV")"
 {
-  echo "date,commit,cores,load1,tasks,results_fs,side,mb_per_s,wall_mb_per_s,vs_payload,vs_bare,sink_rss_mb"
+  echo "date,commit,cores,load1,tasks,results_fs,side,mb_per_s,wall_mb_per_s,vs_payload,vs_bare,sink_rss_mb,sink_cpu_ms_per_task"
   for line in "${rows[@]}"; do
-    IFS='|' read -r s a b c d e <<<"$line"
-    printf '%s,%s,%s,%s,%s,%s,"%s",%s,%s,%s,%s,%s\n' "$(date -u +%Y-%m-%dT%H:%MZ)" "$commit" "$(nproc)" \
-      "$load1" "$TASKS" "$out_fs" "$s" "$a" "$b" "$c" "$d" "$e"
+    IFS='|' read -r s a b c d e f <<<"$line"
+    printf '%s,%s,%s,%s,%s,%s,"%s",%s,%s,%s,%s,%s,%s\n' "$(date -u +%Y-%m-%dT%H:%MZ)" "$commit" "$(nproc)" \
+      "$load1" "$TASKS" "$out_fs" "$s" "$a" "$b" "$c" "$d" "$e" "$f"
   done
 } >"$CSV"
 echo "rows written to $CSV"
