@@ -130,7 +130,7 @@ for r in $(seq 1 "$REPEAT"); do
       *) tag=$side-$r ;;
     esac
     rate[$side]+="$MBS " wall[$side]+="$WALL_MBS " rss[$side]+="$(rss_mb "$tag-sink") "
-    scpu[$side]+="$(cpu_s "$tag-sink") "
+    scpu[$side]+="$(cpu_s "$tag-sink" || true) "
     line+=$(printf ' %s %7s MB/s' "$side" "$MBS")
   done
   echo "$line"
