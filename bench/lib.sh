@@ -17,6 +17,7 @@ RUN_TIMEOUT=${RUN_TIMEOUT:-300}       # seconds before a stuck run is killed and
 BENCH_TMP=$(mktemp -d "${TMPDIR:-/tmp}/taskfarm-bench.XXXXXX")
 _bench_pids=()
 FARM_WORKER_ARGS=()
+FARM_SINK_ARGS=()
 
 # require_tools TOOL...: exits 1 at once, naming what is missing, before any work is done.
 require_tools() {
@@ -143,7 +144,8 @@ make_payload_job() {
 }
 
 # run_farm TAG WORKERS VENTILATOR-ARGS... : one batch through a sink, WORKERS workers and a
-# ventilator on loopback TCP. Worker flags can be added with FARM_WORKER_ARGS (an array).
+# ventilator on loopback TCP. Worker and sink flags can be added with FARM_WORKER_ARGS and
+# FARM_SINK_ARGS (arrays).
 # Leaves the sink's report in $BENCH_TMP/TAG.json, RSS files TAG-sink, TAG-ventilator,
 # TAG-worker-I; sets FARM_STATUS (0 when every process exited 0), FARM_WALL_S (ventilator) and
 # FARM_CPU_S (user + system seconds of all its processes).
@@ -156,7 +158,7 @@ run_farm() {
   local control=tcp://127.0.0.1:$((PORT_BASE + 2))
   rm -f "$BENCH_TMP/$tag.json"
   launch "$tag-sink" "$BIN/taskfarm-sink" --bind "$results" --control "$control" \
-    --report "$BENCH_TMP/$tag.json" -q --log-level warn
+    --report "$BENCH_TMP/$tag.json" -q --log-level warn "${FARM_SINK_ARGS[@]}"
   local sink=$LAUNCHED wpids=()
   for i in $(seq 1 "$workers"); do
     launch "$tag-worker-$i" "$BIN/taskfarm-worker" --ventilator "$tasks" --sink-results "$results" \

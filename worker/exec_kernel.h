@@ -15,8 +15,9 @@ namespace taskfarm::worker {
 // they are (the ventilator refused them already).
 std::string expand_placeholders(const std::string& arg, const kernels::TaskInput& in);
 
-// Returns: the catalog entry of `exec`: commands run by `runner`, each in its own folder
-// DIR/<job id>/<task id>-<attempt> (removed afterwards) under `dir`.
+// Returns: the catalog entry of `exec`: commands run by `runner`, each in an empty folder of
+// its own, DIR/task-XXXXXX, emptied after the task and reused by a later one (removed when the
+// entry is destroyed).
 // Throws: SetupError when `dir` cannot be created.
 kernels::KernelDef exec_kernel(std::shared_ptr<const ExecRunner> runner, const std::string& dir);
 

@@ -14,6 +14,7 @@ from ._proto import PROTOCOL_VERSION, pb
 from .errors import (InvalidJob, JobFailed, JobNotFinished, ServiceUnavailable, TaskfarmError,
                      UnknownJob)
 from .progress import ProgressBar
+from .results import DEFAULT_RESULTS_PORT, ResultStream, results_endpoint_near
 from .states import JobState
 
 DEFAULT_PORT = 5560
@@ -145,11 +146,17 @@ class Client:
     """
 
     def __init__(self, server: str = f"localhost:{DEFAULT_PORT}",
-                 keys: Optional[Union[Keys, Tuple[str, str]]] = None, timeout: float = 5.0):
+                 keys: Optional[Union[Keys, Tuple[str, str]]] = None, timeout: float = 5.0,
+                 sink: Optional[str] = None):
         """`server`: "HOST", "HOST:PORT", "PORT" or an endpoint. `keys`: Keys or a (secret key
-        file, server public key file) pair, for a service that uses CurveZMQ. `timeout`:
-        seconds to wait for each answer before ServiceUnavailable."""
+        file, server public key file) pair, for a service that uses CurveZMQ (the sink's
+        results service takes the same). `timeout`: seconds to wait for each answer before
+        ServiceUnavailable. `sink`: the sink's results service for Job.results(), "HOST",
+        "HOST:PORT", "PORT" or an endpoint (default: port 5561 on the job service's host, as
+        `taskfarm results --sink`)."""
         self.endpoint = endpoint(server)
+        self.results_endpoint: Optional[str] = (
+            endpoint(sink, DEFAULT_RESULTS_PORT) if sink else results_endpoint_near(self.endpoint))
         self.timeout = timeout
         self.keys = Keys(*keys) if isinstance(keys, tuple) else keys
         self._ctx = zmq.Context.instance()
@@ -332,3 +339,30 @@ class Job:
         if st.state != JobState.DONE:
             raise JobFailed(self.id, st.state, report.failures, report)
         return report
+
+    def results(self, from_offset: int = 0, out_dir: Union[str, "os.PathLike[str]", None] = None,
+                wait: bool = True, timeout: Optional[float] = None,
+                poll: float = FINAL_POLL_S) -> ResultStream:
+        """Streams the job's results from the sink's results service as its tasks finish,
+        in the order the sink recorded them (failed tasks too: check `.ok`).
+
+        `from_offset`: resume after an earlier stream (its `.offset`, or a result's
+        `.next_offset`). `out_dir`: also write what `taskfarm results JOB --out DIR` writes
+        (DIR/index.jsonl and DIR/outputs/<task id>), resuming from what DIR holds. `wait`:
+        False stops at what exists now instead of following the job to its end. `timeout`:
+        seconds in all before TimeoutError (None: as long as the job runs).
+
+        Returns: a ResultStream, an iterator of TaskResult (task_id, entry, index, kernel,
+        status, attempt, worker, checksum, value, params, error, output bytes); a queued job
+        is waited for. Raises (while iterating): NoOutputs for a job that returns no outputs
+        or that the sink does not have, ServiceUnavailable when the sink does not answer
+        (iterate again to resume), TimeoutError; TaskfarmError at once when the sink's
+        endpoint is unknown (an ipc:// job service: give Client(sink=...)) or out_dir cannot
+        be written."""
+        ep = self.client.results_endpoint
+        if not ep:
+            raise TaskfarmError(f"no results service near {self.client.endpoint}: give "
+                                f"Client(..., sink=ENDPOINT), the sink's --results-service")
+        return ResultStream(self, ep, self.client.keys, from_offset=from_offset,
+                            out_dir=out_dir, wait=wait, timeout=timeout,
+                            request_timeout=self.client.timeout, poll=poll)

@@ -18,6 +18,12 @@ class UnknownJob(TaskfarmError, LookupError):
     """No job has that id or name (or the service forgot it: it keeps the last 1000)."""
 
 
+class NoOutputs(TaskfarmError, LookupError):
+    """The sink has no results to stream for the job: its kernels return no outputs (built-in
+    kernels without keep_output: the report has their results), or the job is not one of this
+    sink's (another sink, or a results directory that was removed)."""
+
+
 class JobNotFinished(TaskfarmError):
     """The job has no report yet: it is still queued or running."""
 
