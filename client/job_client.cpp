@@ -9,6 +9,10 @@ namespace taskfarm::client {
 
 JobClient::JobClient(std::string endpoint, int64_t timeout_ms, const CurveOptions& curve)
     : endpoint_(std::move(endpoint)), timeout_ms_(timeout_ms), curve_(curve, ctx_) {
+  connect();
+}
+
+void JobClient::connect() {
   configure_socket(socket_, kMaxControlMessageBytes);
   curve_.make_client(socket_);
   connect_socket(socket_, endpoint_, "job service");
@@ -20,7 +24,10 @@ v1::Envelope JobClient::call(v1::Envelope& request) {
   zmq::poll(items, 1, std::chrono::milliseconds(timeout_ms_));
   zmq::message_t frame;
   if (!(items[0].revents & ZMQ_POLLIN) || !socket_.recv(frame, zmq::recv_flags::dontwait)) {
-    throw SetupError(fmt::format(
+    // A reply to this request may still come: on a fresh socket it is never read.
+    socket_ = zmq::socket_t(ctx_, zmq::socket_type::dealer);
+    connect();
+    throw NoAnswer(fmt::format(
         "no answer from the job service at {} within {:.1f} s (is taskfarm-ventilator --serve "
         "running?)",
         endpoint_, static_cast<double>(timeout_ms_) * 1e-3));

@@ -7,10 +7,17 @@
 #include <cstdint>
 #include <string>
 
+#include "common/errors.h"
 #include "common/protocol.h"
 #include "common/security.h"
 
 namespace taskfarm::client {
+
+// No reply within the timeout: the service is not running, or restarting.
+class NoAnswer : public SetupError {
+ public:
+  using SetupError::SetupError;
+};
 
 class JobClient {
  public:
@@ -21,7 +28,8 @@ class JobClient {
   JobClient(std::string endpoint, int64_t timeout_ms, const CurveOptions& curve = {});
 
   // Sends `request` and waits for the reply.
-  // Returns: the reply. Throws: SetupError when no reply comes within the timeout.
+  // Returns: the reply. Throws: NoAnswer when no reply comes within the timeout (the next
+  // call starts on a fresh connection, so a late reply is never taken for its own).
   v1::Envelope call(v1::Envelope& request);
 
   // Convenience wrappers. Throw: SetupError with the server's error text.
@@ -32,6 +40,8 @@ class JobClient {
   const std::string& endpoint() const { return endpoint_; }
 
  private:
+  void connect();
+
   std::string endpoint_;
   int64_t timeout_ms_;
   zmq::context_t ctx_{1};

@@ -32,13 +32,27 @@ std::string progress_line(const v1::JobStatus& s) {
                      s.done(), s.total(), s.failed(), s.tasks_per_s(), eta);
 }
 
+// Returns: the job's status, asking again while the service does not answer (a restarting
+// ventilator) for up to a minute. Throws: SetupError (NoAnswer after that minute).
+v1::StatusReply status_riding_over(client::JobClient& c, const std::string& job) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (bool said = false;; said = true) {
+    try {
+      return c.status(job);
+    } catch (const client::NoAnswer& e) {
+      if (std::chrono::steady_clock::now() >= give_up) throw;
+      if (!said) fmt::print(stderr, "\ntaskfarm: {}; asking again for up to a minute\n", e.what());
+    }
+  }
+}
+
 // Polls the job until it finishes, showing progress. Returns: the exit code.
 int wait_for(client::JobClient& c, const std::string& job, const std::string& report_path,
              bool quiet) {
   const bool tty = isatty(STDOUT_FILENO) == 1;
   auto last_plain = std::chrono::steady_clock::now() - std::chrono::hours(1);
   for (;;) {
-    const auto reply = c.status(job);
+    const auto reply = status_riding_over(c, job);
     if (reply.jobs_size() == 0) throw SetupError(fmt::format("unknown job '{}'", job));
     const auto& s = reply.jobs(0);
     if (finished(s)) {

@@ -14,6 +14,9 @@ namespace taskfarm {
 
 class ResultDigest {
  public:
+  ResultDigest() = default;
+  explicit ResultDigest(uint64_t value) : sum_(value) {}  // a saved digest, to continue it
+
   void add(uint64_t task_id, bool ok, uint64_t checksum) {
     sum_ += kernels::mix64(task_id * 0xD6E8FEB86659FD93ull ^
                            kernels::mix64(checksum ^ (ok ? 0 : 0xFA11ED00FA11ED00ull)));

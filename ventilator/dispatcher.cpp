@@ -52,6 +52,13 @@ void Dispatcher::requeue(Job& job, uint64_t task_id, Entry& e) {
   }
 }
 
+void Dispatcher::skip_done(const Job& job, Group& g) {
+  const auto& ranges = job.done->range_map();
+  // Cheap in the common case: every acknowledged task was issued before the fresh ones.
+  if (ranges.empty() || ranges.rbegin()->second <= g.next_fresh) return;
+  g.next_fresh = std::min(g.end, job.done->next_missing(g.next_fresh));
+}
+
 Dispatcher::Dispatcher(DispatchPolicy policy, const Clock& clock)
     : policy_(policy), clock_(clock) {}
 
@@ -73,6 +80,17 @@ void Dispatcher::add_job(const JobShape& shape) {
   }
   job.total = first;
   if (job.groups.empty()) job.groups.push_back(Group{});  // an empty job: done at once
+  if (shape.done) {
+    job.done = shape.done;
+  } else {
+    job.own_done = std::make_unique<RangeSet>();
+    job.done = job.own_done.get();
+  }
+  for (const auto& [begin, end] : job.done->range_map()) {
+    if (begin < job.total) job.acked += std::min(end, job.total) - begin;
+  }
+  job.failed = shape.failed;
+  for (auto& g : job.groups) skip_done(job, g);
   jobs_.insert_or_assign(shape.id, std::move(job));
 }
 
@@ -224,6 +242,35 @@ uint64_t Dispatcher::job_in_flight(uint64_t job_id) const {
   return it == jobs_.end() ? 0 : it->second.open.size();
 }
 
+std::map<uint64_t, std::vector<uint64_t>> Dispatcher::leases_of(const std::string& worker) const {
+  std::map<uint64_t, std::vector<uint64_t>> out;
+  auto w = workers_.find(worker);
+  if (w == workers_.end() || w->second.held == 0) return out;
+  for (const auto& [jid, job] : jobs_) {
+    for (const auto& [tid, e] : job.open) {
+      if (e.state == State::kAssigned && e.slot == w->second.slot) out[jid].push_back(tid);
+    }
+  }
+  for (auto& [jid, ids] : out) std::sort(ids.begin(), ids.end());
+  return out;
+}
+
+void Dispatcher::not_held(const std::string& worker, uint64_t job_id,
+                          const std::vector<uint64_t>& ids) {
+  auto w = workers_.find(worker);
+  auto j = jobs_.find(job_id);
+  if (w == workers_.end() || j == jobs_.end()) return;
+  for (uint64_t id : ids) {
+    auto e = j->second.open.find(id);
+    if (e == j->second.open.end() || e->second.state != State::kAssigned ||
+        e->second.slot != w->second.slot) {
+      continue;
+    }
+    release(e->second);
+    requeue(j->second, id, e->second);  // lost with the sink, not the task's fault: same attempt
+  }
+}
+
 std::vector<std::string> Dispatcher::worker_ids() const {
   std::vector<std::string> ids;
   ids.reserve(workers_.size());
@@ -272,10 +319,18 @@ std::vector<GiveUp> Dispatcher::on_ack(const v1::Ack& ack) {
   Job& job = j->second;
   for (uint64_t id : ack.done()) {
     auto e = job.open.find(id);
-    if (e == job.open.end()) continue;  // duplicate ack
+    if (e == job.open.end()) {
+      // A duplicate ack, or a task this dispatcher never issued: one finished by a worker of
+      // the ventilator's previous life (restarts). Not to be issued now.
+      if (id < job.total && job.done->insert(id)) {
+        ++job.acked;
+        skip_done(job, job.group_of(id));
+      }
+      continue;
+    }
     release(e->second);
     job.open.erase(e);
-    ++job.acked;
+    if (job.done->insert(id)) ++job.acked;
   }
   for (uint64_t id : ack.failed()) {
     (void)id;
@@ -368,6 +423,7 @@ std::vector<Assignment> Dispatcher::assign() {
         e = &f->second;
       } else {
         id = group->next_fresh++;
+        skip_done(*job, *group);
         e = &job->open.emplace(id, Entry{State::kQueued, 1, 0, 0}).first->second;
       }
       e->state = State::kAssigned;

@@ -7,12 +7,14 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "common/clock.h"
 #include "common/protocol.h"
+#include "common/range_set.h"
 
 namespace taskfarm::ventilator {
 
@@ -55,6 +57,11 @@ struct JobShape {
   int32_t priority = 0;
   uint32_t max_attempts = 0;  // 0: the policy's
   std::vector<Entry> entries;
+  // Restarts (issue 14): the job's acknowledged tasks, owned by the caller until remove_job.
+  // Fresh task ids skip them; the dispatcher adds every task it sees acknowledged. nullptr:
+  // none yet (the dispatcher keeps its own set).
+  RangeSet* done = nullptr;
+  uint64_t failed = 0;  // of those, the ones that failed
 };
 
 class Dispatcher {
@@ -128,6 +135,13 @@ class Dispatcher {
   // Returns: tasks of the job issued and not acknowledged yet (some may wait to be re-issued).
   uint64_t job_in_flight(uint64_t job_id) const;
 
+  // ---- restarts (issue 14)
+  // Returns: per job, the tasks leased to `worker` that the sink has not acknowledged.
+  std::map<uint64_t, std::vector<uint64_t>> leases_of(const std::string& worker) const;
+  // `worker` holds none of these tasks of the job (neither a result nor the task): they are
+  // issued again with the same attempt, like the unstarted tasks of a goodbye.
+  void not_held(const std::string& worker, uint64_t job_id, const std::vector<uint64_t>& ids);
+
   // Counters for logs and the report.
   uint64_t reissued() const { return reissued_; }
   uint64_t workers_lost() const { return workers_lost_; }
@@ -172,6 +186,8 @@ class Dispatcher {
     uint32_t max_attempts;
     uint64_t acked = 0;
     uint64_t failed = 0;
+    RangeSet* done = nullptr;             // acknowledged tasks: JobShape::done, or own_done
+    std::unique_ptr<RangeSet> own_done;
     std::unordered_map<uint64_t, Entry> open;  // issued, not yet acknowledged
     std::vector<Group> groups;                 // in task-id order
     Group& group_of(uint64_t task_id);
@@ -179,6 +195,8 @@ class Dispatcher {
   };
 
   uint32_t intern(const std::string& kernel);
+  // Moves the group's next fresh task past tasks acknowledged already (restarts).
+  static void skip_done(const Job& job, Group& g);
   static bool can_run(const Worker& w, const Group& g);
   // Queues a task for another attempt (alone when it is the last one).
   void requeue(Job& job, uint64_t task_id, Entry& e);

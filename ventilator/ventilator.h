@@ -33,6 +33,7 @@ struct VentilatorOptions {
   // One-shot: give up when connected workers offer none for a kernel of the job this long.
   int64_t kernel_wait_ms = 10000;
   CurveOptions curve;
+  std::string state_dir;  // --state DIR: journal of the jobs, for restarts ("": none)
   // Dashboard, /metrics and JSON API (issue 16); off when unset. With http_optional (the
   // default port, not one the user chose), a port in use only turns it off with a warning.
   std::optional<web::HttpOptions> http;

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include <google/protobuf/arena.h>
@@ -63,6 +64,9 @@ class Executor {
   size_t cancel_running(uint64_t job_id, bool commands_only = false);
   // Returns: the tasks that stopped because they were cancelled (and clears the list).
   std::vector<v1::TaskRef> take_aborted();
+  // Takes out of `ids` the tasks of `job_id` this executor holds: queued, running, or
+  // finished and not collected yet (their results are still to come).
+  void erase_pending(uint64_t job_id, std::unordered_set<uint64_t>& ids) const;
   // Moves finished results into `out` and clears the notification.
   void collect(Results& out);
   // Returns: tasks queued or running.
