@@ -14,6 +14,7 @@ RUN_TIMEOUT=${RUN_TIMEOUT:-300}       # seconds before a stuck run is killed and
 BENCH_TMP=$(mktemp -d "${TMPDIR:-/tmp}/taskfarm-bench.XXXXXX")
 _bench_pids=()
 FARM_WORKER_ARGS=()
+FARM_STATE=0   # 1: the sink and the ventilator keep their journals (--state) in $BENCH_TMP
 
 bench_cleanup() {
   local p
@@ -129,7 +130,8 @@ make_payload_job() {
 }
 
 # run_farm TAG WORKERS VENTILATOR-ARGS... : one batch through a sink, WORKERS workers and a
-# ventilator on loopback TCP. Worker flags can be added with FARM_WORKER_ARGS (an array).
+# ventilator on loopback TCP. Worker flags can be added with FARM_WORKER_ARGS (an array); with
+# FARM_STATE=1 the sink and the ventilator journal to a fresh --state folder each.
 # Leaves the sink's report in $BENCH_TMP/TAG.json, RSS files TAG-sink, TAG-ventilator,
 # TAG-worker-I; sets FARM_STATUS (0 when every process exited 0), FARM_WALL_S (ventilator) and
 # FARM_CPU_S (user + system seconds of all its processes).
@@ -141,8 +143,13 @@ run_farm() {
   local tasks=tcp://127.0.0.1:$PORT_BASE results=tcp://127.0.0.1:$((PORT_BASE + 1))
   local control=tcp://127.0.0.1:$((PORT_BASE + 2))
   rm -f "$BENCH_TMP/$tag.json"
+  local sink_state=() vent_state=()
+  if [ "$FARM_STATE" = 1 ]; then
+    rm -rf "$BENCH_TMP/$tag-state"
+    sink_state=(--state "$BENCH_TMP/$tag-state/sink") vent_state=(--state "$BENCH_TMP/$tag-state/ventilator")
+  fi
   launch "$tag-sink" "$BIN/taskfarm-sink" --bind "$results" --control "$control" \
-    --report "$BENCH_TMP/$tag.json" -q --log-level warn
+    --report "$BENCH_TMP/$tag.json" -q --log-level warn "${sink_state[@]}"
   local sink=$LAUNCHED wpids=()
   for i in $(seq 1 "$workers"); do
     launch "$tag-worker-$i" "$BIN/taskfarm-worker" --ventilator "$tasks" --sink-results "$results" \
@@ -153,7 +160,7 @@ run_farm() {
   local t0 t1 st=0
   t0=$(date +%s%N)
   launch "$tag-ventilator" "$BIN/taskfarm-ventilator" --bind "$tasks" --sink-results "$results" \
-    --sink-control "$control" --log-level warn "$@"
+    --sink-control "$control" --log-level warn "${vent_state[@]}" "$@"
   wait "$LAUNCHED" || st=$?
   t1=$(date +%s%N)
   FARM_WALL_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')

@@ -116,10 +116,17 @@ struct SinkCore::Impl {
   std::set<uint64_t> dirty;
   std::string journal_error;  // why the last commit failed ("": it did not)
   int64_t next_commit_retry_ns = 0;
+  int64_t commit_ns = 0;  // time spent committing (for the log)
 
   Impl(const SinkOptions& o, const Clock& c, Publish p)
       : opt(o), clock(c), publish(std::move(p)) {
     if (!opt.state_dir.empty()) open_state();
+  }
+  ~Impl() {
+    if (journal) {
+      log::debug("journal {}: {} commits in {:.3f} s", journal->path(), journal->commits(),
+                 static_cast<double>(commit_ns) * 1e-9);
+    }
   }
 
   // ------------------------------------------------------------------ journal
@@ -224,6 +231,7 @@ struct SinkCore::Impl {
   // has everything counted so far.
   bool commit() {
     if (!journal || dirty.empty()) return journal_error.empty();
+    const int64_t started = clock.steady_ns();
     const bool ok = journal_write([&](SinkJournal::Batch& b) {
       for (uint64_t id : dirty) {
         auto it = active.find(id);
@@ -234,6 +242,7 @@ struct SinkCore::Impl {
       }
     });
     if (ok) dirty.clear();
+    commit_ns += clock.steady_ns() - started;
     return ok;
   }
 
@@ -793,6 +802,7 @@ struct SinkCore::Impl {
 
   int stop() {
     flush_acks();
+
     if (opt.serve) {
       log::info("stopping with {} job(s) in progress", active.size());
       return kExitOk;

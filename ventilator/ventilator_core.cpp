@@ -19,7 +19,8 @@ VentilatorCore::VentilatorCore(CoreOptions options, const Clock& clock, Ventilat
       out_(out),
       dispatcher_(opt_.policy, clock),
       jobs_(clock, opt_.table_limits),
-      epoch_(random_u64()) {
+      epoch_(random_u64()),
+      started_ns_(clock.steady_ns()) {
   if (!opt_.state_dir.empty()) jobs_.open_state(opt_.state_dir);
 }
 
@@ -444,7 +445,10 @@ std::string VentilatorCore::waiting_reason(const JobRecord& job) const {
     return fmt::format("waiting for the sink at {}{}", opt_.sink_endpoint, heard);
   }
   if (job.state != v1::JOB_RUNNING) return "";
-  if (silent < 0 || silent > 3) return fmt::format("no sink at {}{}", opt_.sink_endpoint, heard);
+  // A sink heartbeats four times a second; give a new ventilator a moment to hear it.
+  const double quiet =
+      silent >= 0 ? silent : static_cast<double>(clock_.steady_ns() - started_ns_) * 1e-9;
+  if (quiet > 3) return fmt::format("no sink at {}{}", opt_.sink_endpoint, heard);
   if (!job.sink_confirmed) return fmt::format("waiting for the sink at {}", opt_.sink_endpoint);
   if (std::string paused = paused_reason(); !paused.empty()) return paused;
   std::string why = dispatcher_.waiting_reason(job.id);

@@ -112,6 +112,7 @@ class VentilatorCore {
   Dispatcher dispatcher_;
   JobTable jobs_;
   uint64_t epoch_;
+  int64_t started_ns_;
   uint64_t sink_epoch_ = 0;      // the sink process last heard from (0: none yet)
   int64_t sink_heard_ns_ = 0;    // when (steady clock; 0: never)
   std::string sink_journal_error_;  // why the sink cannot write its journal ("": it can)
