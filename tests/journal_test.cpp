@@ -753,6 +753,37 @@ TEST(VentilatorCoreState, RestartedSinkMakesWorkersResendWhatItDidNotAcknowledge
   }
 }
 
+TEST(VentilatorCoreState, GiveUpsTheSinkDidNotAcknowledgeGoToARestartedSinkAgain) {
+  ManualClock clock;
+  Outbox out;
+  ventilator::VentilatorCore core(ventilator::CoreOptions{}, clock, out);
+  auto s = spec("j", 3);
+  s.set_max_attempts(1);
+  const uint64_t id = core.add_job(s, "test").id;
+  core.tick();
+  core.on_sink_message(accepted(id, 5, 0));
+  EXPECT_TRUE(core.on_worker_message("w", hello(3)));
+  core.dispatch();
+  clock.advance_ms(4000);  // the worker is lost with its three tasks, on their last attempt
+  core.tick();
+  auto give_ups = [&] {
+    size_t n = 0;
+    for (const auto& e : out.sink) {
+      if (e.has_results()) n += static_cast<size_t>(e.results().results_size());
+    }
+    return n;
+  };
+  EXPECT_EQ(give_ups(), 3u);
+  core.on_sink_message(ack(id, 5, 0, 1));  // the sink acknowledged one before it died
+  out.sink.clear();
+  v1::Envelope hb;
+  hb.mutable_sink_heartbeat()->set_epoch(6);
+  core.on_sink_message(hb);
+  core.tick();
+  core.on_sink_message(accepted(id, 6, 1));
+  EXPECT_EQ(give_ups(), 2u);  // the two it may have lost
+}
+
 TEST(VentilatorCoreState, SilentSinkIsTheReasonAJobWaits) {
   ManualClock clock;
   Outbox out;

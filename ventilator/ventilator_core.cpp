@@ -50,6 +50,7 @@ void VentilatorCore::finish_job(JobRecord& job, v1::JobState state) {
   job.done = job.acked_tasks.size();
   if (!job.report && job.dispatching) job.failed = dispatcher_.job_failed(job.id);
   dispatcher_.remove_job(job.id);
+  give_ups_.erase(job.id);
   log::info("job '{}' ({}) {}: {} tasks, {} failed, {:.3f} s", printable(job.name),
             job_hex(job.id), job_state_name(state), job.total, job.failed,
             static_cast<double>(clock_.steady_ns() - job.submitted_ns) * 1e-9);
@@ -92,9 +93,20 @@ void VentilatorCore::send_give_ups(const std::vector<GiveUp>& give_ups) {
     r->set_status(v1::STATUS_FAILED);
     r->set_error(g.error);
     r->set_kernel(task.kernel());
+    give_ups_[g.task.job_id][g.task.task_id] = *r;  // until the sink acknowledges it
     log::warn("task {} of job '{}' failed: {}", g.task.task_id, printable(rec->name), g.error);
   }
   if (batch->results_size() > 0) out_.to_sink(env);
+}
+
+void VentilatorCore::resend_give_ups(uint64_t job_id) {
+  auto it = give_ups_.find(job_id);
+  if (it == give_ups_.end()) return;
+  v1::Envelope env;
+  auto* batch = env.mutable_results();
+  batch->mutable_worker()->set_host(host_name());
+  for (const auto& [task, r] : it->second) *batch->add_results() = r;
+  out_.to_sink(env);
 }
 
 bool VentilatorCore::on_worker_message(const std::string& worker, const v1::Envelope& env) {
@@ -243,6 +255,7 @@ void VentilatorCore::on_job_accepted(const v1::JobAccepted& ja) {
               "them (restarted without --state?); running the job again from the start",
               ja.final_tasks(), printable(job->name), job_hex(job->id), acked);
     if (job->dispatching) dispatcher_.remove_job(job->id);
+    give_ups_.erase(job->id);
     job->acked_tasks.clear();
     job->failed = 0;
     jobs_.changed(*job);
@@ -256,6 +269,7 @@ void VentilatorCore::on_job_accepted(const v1::JobAccepted& ja) {
     return;
   }
   request_resends(*job);
+  resend_give_ups(job->id);  // a restarted sink may have lost them too
 }
 
 void VentilatorCore::request_resends(const JobRecord& job) {
@@ -288,6 +302,10 @@ void VentilatorCore::on_ack(const v1::Ack& ack) {
   JobRecord* job = jobs_.get(ack.job_id());
   if (!job || job->finished()) return;
   if (job->dispatching) {
+    if (auto g = give_ups_.find(job->id); g != give_ups_.end()) {
+      for (uint64_t id : ack.done()) g->second.erase(id);
+      if (g->second.empty()) give_ups_.erase(g);
+    }
     send_give_ups(dispatcher_.on_ack(ack));
     return;
   }

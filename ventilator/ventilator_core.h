@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -100,6 +101,8 @@ class VentilatorCore {
   // Tells the sink again about jobs ended early whose report has not come back.
   void renotify_ended(int64_t now);
   void send_give_ups(const std::vector<GiveUp>& give_ups);
+  // Sends again the give-ups of a job the sink has not acknowledged (it restarted).
+  void resend_give_ups(uint64_t job_id);
   void announce(JobRecord& job, int64_t now);
   bool send_tasks(const Assignment& a, int64_t sent_ns);
   void heartbeat_workers();
@@ -117,6 +120,9 @@ class VentilatorCore {
   int64_t sink_heard_ns_ = 0;    // when (steady clock; 0: never)
   std::string sink_journal_error_;  // why the sink cannot write its journal ("": it can)
   int64_t next_heartbeat_ns_ = 0;
+  // Failed results the ventilator sent for tasks it gave up on, by job and task, until the
+  // sink acknowledges them (a restarted sink gets them again).
+  std::map<uint64_t, std::map<uint64_t, v1::Result>> give_ups_;
   int64_t next_reason_log_ns_ = 0;
   v1::Envelope scratch_;  // reused for outgoing task batches
   // Kept outside `scratch_`: Envelope::Clear() deletes its oneof body, and with it 1024 Tasks.
