@@ -34,6 +34,8 @@ SinkJournal::SinkJournal(const std::string& path, sqlite::Database::Sync sync)
       db_->handle(), "UPDATE jobs SET snapshot = NULL, ended = ?2, ended_seq = ?3 WHERE id = ?1");
   trim_ended_ = std::make_unique<sqlite::Statement>(
       db_->handle(), "DELETE FROM jobs WHERE ended_seq IS NOT NULL AND ended_seq <= ?1");
+  touch_ = std::make_unique<sqlite::Statement>(
+      db_->handle(), "INSERT OR REPLACE INTO meta(key, value) VALUES('written_ns', ?1)");
   sqlite::Statement seq(db_->handle(), "SELECT coalesce(max(ended_seq), 0) FROM jobs");
   if (seq.step()) ended_seq_ = seq.int64(0);
 }
@@ -100,5 +102,7 @@ void SinkJournal::Batch::end(uint64_t job_id, const v1::Envelope& batch_end) {
   j_.put_end_->bind(1, job_id).bind_blob(2, j_.scratch_).bind(3, ++j_.ended_seq_).run();
   j_.trim_ended_->bind(1, j_.ended_seq_ - kKeepEnded).run();
 }
+
+void SinkJournal::Batch::touch(int64_t wall_ns) { j_.touch_->bind(1, wall_ns).run(); }
 
 }  // namespace taskfarm::sink

@@ -49,6 +49,8 @@ class SinkJournal {
     void progress(uint64_t job_id, const v1::AggregatorSnapshot& snapshot, uint64_t rejected,
                   uint64_t index_bytes);
     void end(uint64_t job_id, const v1::Envelope& batch_end);
+    // A small real write (the time, in the meta table): whether writes work again.
+    void touch(int64_t wall_ns);
 
    private:
     friend class SinkJournal;
@@ -71,7 +73,7 @@ class SinkJournal {
 
  private:
   std::unique_ptr<sqlite::Database> db_;
-  std::unique_ptr<sqlite::Statement> put_start_, put_progress_, put_end_, trim_ended_;
+  std::unique_ptr<sqlite::Statement> put_start_, put_progress_, put_end_, trim_ended_, touch_;
   std::string scratch_;
   int64_t ended_seq_ = 0;
   uint64_t commits_ = 0;

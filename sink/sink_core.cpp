@@ -230,7 +230,12 @@ struct SinkCore::Impl {
   // Commits the counts of the jobs touched since the last commit. Returns: whether the journal
   // has everything counted so far.
   bool commit() {
-    if (!journal || dirty.empty()) return journal_error.empty();
+    if (!journal) return true;
+    if (dirty.empty()) {
+      if (journal_error.empty()) return true;
+      // A failed write with nothing to count since (a job's start or end): try a real one.
+      return journal_write([&](SinkJournal::Batch& b) { b.touch(clock.wall_ns()); });
+    }
     const int64_t started = clock.steady_ns();
     const bool ok = journal_write([&](SinkJournal::Batch& b) {
       for (uint64_t id : dirty) {

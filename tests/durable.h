@@ -6,6 +6,7 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <cstdlib>
 #include <map>
 #include <optional>
 #include <string>
@@ -68,10 +69,21 @@ class Head {
     args.insert(args.end(), extra.begin(), extra.end());
     vent_.reset();
     vent_.emplace(args, farm_.path(fmt("ventilator", ++vent_starts_)));
-    if (o_.serve) {
-      EXPECT_TRUE(vent_->wait_for_log("serving jobs", 20s)) << vent_->err();
+    if (o_.serve && !vent_->wait_for_log("serving jobs", 20s)) {
+      ADD_FAILURE() << "ventilator " << vent_starts_ << " does not serve (running: "
+                    << vent_->running() << "): " << vent_->err() << stacks(*vent_);
     }
     return *vent_;
+  }
+
+  // Returns: the threads' stacks of a process that seems stuck (gdb, where installed).
+  std::string stacks(Process& p) {
+    if (!p.running() || std::system("command -v gdb >/dev/null 2>&1") != 0) return "";
+    const std::string out = farm_.path("stacks-" + std::to_string(p.pid()) + ".txt");
+    const std::string cmd = "gdb -p " + std::to_string(p.pid()) +
+                            " -batch -ex 'thread apply all bt' >" + out + " 2>&1";
+    (void)std::system(cmd.c_str());
+    return "\n" + read_file(out);
   }
 
   Process& add_worker(std::vector<std::string> flags = {"--threads", "2"}) {

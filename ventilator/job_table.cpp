@@ -61,7 +61,9 @@ bool JobTable::sync(bool force) {
   if (changed_.empty() && erased_.empty() && !progress_due) return journal_error_.empty();
   const int64_t wall_offset = clock_.wall_ns() - now;
   try {
+    const bool failing = !journal_error_.empty();
     journal_->write([&](VentilatorJournal::Batch& b) {
+      if (failing) b.touch(clock_.wall_ns());  // a real write says whether writes work again
       for (uint64_t id : erased_) b.erase(id);
       for (uint64_t id : changed_) {
         if (auto it = jobs_.find(id); it != jobs_.end()) b.put(it->second, wall_offset);

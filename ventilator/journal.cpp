@@ -44,6 +44,8 @@ VentilatorJournal::VentilatorJournal(const std::string& path)
   progress_ = std::make_unique<sqlite::Statement>(
       db_->handle(), "UPDATE jobs SET acked = ?2, failed = ?3 WHERE id = ?1");
   erase_ = std::make_unique<sqlite::Statement>(db_->handle(), "DELETE FROM jobs WHERE id = ?1");
+  touch_ = std::make_unique<sqlite::Statement>(
+      db_->handle(), "INSERT OR REPLACE INTO meta(key, value) VALUES('written_ns', ?1)");
   db_->transaction([&] {
     sqlite::Statement get(db_->handle(), "SELECT value FROM meta WHERE key = 'ventilator_id'");
     if (get.step()) {
@@ -159,5 +161,7 @@ void VentilatorJournal::Batch::progress(const JobRecord& job) {
 }
 
 void VentilatorJournal::Batch::erase(uint64_t job_id) { j_.erase_->bind(1, job_id).run(); }
+
+void VentilatorJournal::Batch::touch(int64_t wall_ns) { j_.touch_->bind(1, wall_ns).run(); }
 
 }  // namespace taskfarm::ventilator

@@ -41,6 +41,8 @@ class VentilatorJournal {
     // Writes the acknowledged tasks and failures of a running job.
     void progress(const JobRecord& job);
     void erase(uint64_t job_id);
+    // A small real write (the time, in the meta table): whether writes work again.
+    void touch(int64_t wall_ns);
 
    private:
     friend class VentilatorJournal;
@@ -63,7 +65,7 @@ class VentilatorJournal {
 
  private:
   std::unique_ptr<sqlite::Database> db_;
-  std::unique_ptr<sqlite::Statement> put_, progress_, erase_;
+  std::unique_ptr<sqlite::Statement> put_, progress_, erase_, touch_;
   uint64_t ventilator_id_ = 0;
   std::string spec_, done_, report_;  // scratch for serialized blobs
   uint64_t commits_ = 0;
