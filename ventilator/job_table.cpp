@@ -58,19 +58,26 @@ bool JobTable::sync(bool force) {
   const int64_t now = clock_.steady_ns();
   if (!journal_error_.empty() && now < next_retry_ns_ && !force) return false;
   const bool progress_due = force || now >= next_progress_ns_;
-  if (changed_.empty() && erased_.empty() && !progress_due) return journal_error_.empty();
+  if (added_.empty() && changed_.empty() && erased_.empty() && !progress_due) {
+    return journal_error_.empty();
+  }
   const int64_t wall_offset = clock_.wall_ns() - now;
   try {
     const bool failing = !journal_error_.empty();
     journal_->write([&](VentilatorJournal::Batch& b) {
       if (failing) b.touch(clock_.wall_ns());  // a real write says whether writes work again
       for (uint64_t id : erased_) b.erase(id);
-      for (uint64_t id : changed_) {
+      for (uint64_t id : added_) {
         if (auto it = jobs_.find(id); it != jobs_.end()) b.put(it->second, wall_offset);
+      }
+      for (uint64_t id : changed_) {
+        auto it = jobs_.find(id);
+        if (it != jobs_.end() && !added_.count(id)) b.update(it->second, wall_offset);
       }
       if (!progress_due) return;
       for (auto& [id, job] : jobs_) {
-        if (job.finished() || changed_.count(id) || job.acked_tasks.size() == job.journaled_acked) {
+        if (job.finished() || changed_.count(id) || added_.count(id) ||
+            job.acked_tasks.size() == job.journaled_acked) {
           continue;
         }
         b.progress(job);
@@ -90,8 +97,11 @@ bool JobTable::sync(bool force) {
     journal_error_.clear();
   }
   for (auto& [id, job] : jobs_) {
-    if (progress_due || changed_.count(id)) job.journaled_acked = job.acked_tasks.size();
+    if (progress_due || changed_.count(id) || added_.count(id)) {
+      job.journaled_acked = job.acked_tasks.size();
+    }
   }
+  added_.clear();
   changed_.clear();
   erased_.clear();
   if (progress_due) next_progress_ns_ = now + ms_to_ns(kProgressIntervalMs);
@@ -134,9 +144,9 @@ JobRecord& JobTable::add(v1::JobSpec spec, uint32_t max_attempts) {
   JobRecord& added = jobs_.emplace(id, std::move(rec)).first->second;
   if (journal_) {
     // Journaled before the client gets its id.
-    changed_.insert(id);
+    added_.insert(id);
     if (!sync(true)) {
-      changed_.erase(id);
+      added_.erase(id);
       spec_bytes_ -= bytes;
       --unfinished_;
       jobs_.erase(id);
@@ -191,6 +201,7 @@ void JobTable::trim_finished() {
     const uint64_t id = finished_order_.front();
     jobs_.erase(id);
     changed_.erase(id);
+    added_.erase(id);
     if (journal_) erased_.insert(id);
     finished_order_.pop_front();
   }

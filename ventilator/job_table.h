@@ -121,7 +121,8 @@ class JobTable {
   uint64_t ventilator_id_;
   std::unique_ptr<StateDir> state_;
   std::unique_ptr<VentilatorJournal> journal_;
-  std::set<uint64_t> changed_;  // rows to write whole
+  std::set<uint64_t> added_;    // rows to write whole, spec included
+  std::set<uint64_t> changed_;  // rows to write again, but their spec
   std::set<uint64_t> erased_;   // rows to delete
   int64_t next_progress_ns_ = 0;
   int64_t next_retry_ns_ = 0;

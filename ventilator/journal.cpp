@@ -41,6 +41,11 @@ VentilatorJournal::VentilatorJournal(const std::string& path)
       "INSERT OR REPLACE INTO jobs(id, name, priority, max_attempts, total, state, spec, "
       "submitted_ns, started_ns, finished_ns, acked, done, failed, error, report) "
       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)");
+  update_ = std::make_unique<sqlite::Statement>(
+      db_->handle(),
+      "UPDATE jobs SET state = ?2, started_ns = ?3, finished_ns = ?4, acked = ?5, done = ?6, "
+      "failed = ?7, error = ?8, report = ?9, spec = CASE WHEN ?10 THEN NULL ELSE spec END "
+      "WHERE id = ?1");
   progress_ = std::make_unique<sqlite::Statement>(
       db_->handle(), "UPDATE jobs SET acked = ?2, failed = ?3 WHERE id = ?1");
   erase_ = std::make_unique<sqlite::Statement>(db_->handle(), "DELETE FROM jobs WHERE id = ?1");
@@ -151,6 +156,25 @@ void VentilatorJournal::Batch::put(const JobRecord& job, int64_t wall_offset_ns)
   } else {
     st.bind_null(15);
   }
+  st.run();
+}
+
+void VentilatorJournal::Batch::update(const JobRecord& job, int64_t wall_offset_ns) {
+  auto& j = j_;
+  j.done_.clear();
+  j.report_.clear();
+  auto& st = *j.update_;
+  st.bind(1, job.id).bind(2, static_cast<int64_t>(job.state));
+  st.bind(3, to_wall(job.started_ns, wall_offset_ns)).bind(4, to_wall(job.finished_ns, wall_offset_ns));
+  to_task_ranges(job.acked_tasks).SerializeToString(&j.done_);
+  st.bind_blob(5, j.done_).bind(6, job.done).bind(7, job.failed).bind_text(8, job.error);
+  if (job.report) {
+    job.report->SerializeToString(&j.report_);
+    st.bind_blob(9, j.report_);
+  } else {
+    st.bind_null(9);
+  }
+  st.bind(10, static_cast<int64_t>(job.finished() ? 1 : 0));
   st.run();
 }
 

@@ -36,8 +36,11 @@ class VentilatorJournal {
   // One transaction of changes; its methods throw sqlite::Error.
   class Batch {
    public:
-    // Writes the whole row (steady-clock times turned into wall-clock ones by `wall_offset`).
+    // Writes the whole row, spec included (steady-clock times turned into wall-clock ones by
+    // `wall_offset`).
     void put(const JobRecord& job, int64_t wall_offset_ns);
+    // Writes the row but its spec, which is dropped once the job is finished.
+    void update(const JobRecord& job, int64_t wall_offset_ns);
     // Writes the acknowledged tasks and failures of a running job.
     void progress(const JobRecord& job);
     void erase(uint64_t job_id);
@@ -65,7 +68,7 @@ class VentilatorJournal {
 
  private:
   std::unique_ptr<sqlite::Database> db_;
-  std::unique_ptr<sqlite::Statement> put_, progress_, erase_, touch_;
+  std::unique_ptr<sqlite::Statement> put_, update_, progress_, erase_, touch_;
   uint64_t ventilator_id_ = 0;
   std::string spec_, done_, report_;  // scratch for serialized blobs
   uint64_t commits_ = 0;
