@@ -9,12 +9,26 @@ ROOT=$(cd "$BENCH_DIR/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-build}
 case $BUILD_DIR in /*) ;; *) BUILD_DIR=$ROOT/$BUILD_DIR ;; esac
 BIN=$BUILD_DIR/bin
+# Figures go here unless a script is told otherwise: untracked (.gitignore), so a run never
+# overwrites the committed results by accident.
+BENCH_OUT=${BENCH_OUT:-$BENCH_DIR/out}
 WORKER_THREADS=${WORKER_THREADS:-1}   # CPU slots per worker
 RUN_TIMEOUT=${RUN_TIMEOUT:-300}       # seconds before a stuck run is killed and reported failed
 BENCH_TMP=$(mktemp -d "${TMPDIR:-/tmp}/taskfarm-bench.XXXXXX")
 _bench_pids=()
 FARM_WORKER_ARGS=()
 FARM_STATE=0   # 1: the sink and the ventilator keep their journals (--state) in $BENCH_TMP
+
+# require_tools TOOL...: exits 1 at once, naming what is missing, before any work is done.
+require_tools() {
+  local missing=() t
+  for t in "$@"; do command -v "$t" >/dev/null || missing+=("$t"); done
+  if ((${#missing[@]})); then
+    echo "$(basename "$0"): missing tools: ${missing[*]} (gnuplot: apt install gnuplot-nox;" \
+      "the build tools: scripts/deps.sh)" >&2
+    exit 1
+  fi
+}
 
 bench_cleanup() {
   local p

@@ -18,7 +18,7 @@
 #include "kernels/kernel.h"
 #include "sink/aggregator.h"
 #include "ventilator/dispatcher.h"
-#include "ventilator/job.h"
+#include "jobs/job.h"
 #include "worker/executor.h"
 
 namespace {
@@ -29,7 +29,7 @@ constexpr int kBatch = 1024;  // tasks per TaskBatch / results per ResultBatch, 
 constexpr uint64_t kJobId = 0x5eed5eed5eed5eedull;
 constexpr int64_t kNowNs = 1'780'000'000'000'000'000;  // a wall-clock time in 2026
 
-ventilator::Job make_job(uint64_t count, const std::string& payload = {}) {
+jobs::Job make_job(uint64_t count, const std::string& payload = {}) {
   v1::JobSpec spec;
   spec.set_name("bench");
   auto* t = spec.add_tasks();
@@ -37,11 +37,11 @@ ventilator::Job make_job(uint64_t count, const std::string& payload = {}) {
   t->set_count(count);
   t->set_seed(1);
   if (!payload.empty()) t->set_payload(payload);
-  return ventilator::Job(kJobId, std::move(spec));
+  return jobs::Job(kJobId, std::move(spec));
 }
 
 // The ventilator's dispatch loop body for one assignment (Ventilator::Impl::dispatch).
-void fill_batch(const ventilator::Job& job, uint64_t first, int n, v1::Envelope& env) {
+void fill_batch(const jobs::Job& job, uint64_t first, int n, v1::Envelope& env) {
   env.Clear();
   auto* batch = env.mutable_tasks();
   for (int i = 0; i < n; ++i) {

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Throughput of taskfarm and of the bare libzmq pipeline against task size and against the
 # number of workers (relays for the bare pipeline), on this machine over loopback TCP.
-# Writes bench/sweep_size.csv, bench/sweep_workers.csv and plots them (gnuplot) into
-# bench/throughput.png.
+# Writes DIR/sweep_size.csv, DIR/sweep_workers.csv and plots them (gnuplot) into
+# DIR/throughput.png; DIR is bench/out (untracked) unless --out says otherwise (--out bench
+# updates the committed copies).
 #
-#   bench/plot.sh [--repeat R] [--plot-only]
+#   bench/plot.sh [--repeat R] [--plot-only] [--no-plot] [--out DIR]
 #
 #   --repeat R   runs per point, the median is plotted (default 1)
-#   --plot-only  redraw bench/throughput.png from the existing CSV files
+#   --plot-only  redraw DIR/throughput.png from the existing CSV files
+#   --no-plot    write the CSV files only (no gnuplot needed)
+#   --out DIR    where the CSV files and the plot go (default bench/out)
 #
 # Task sizes: no-op tasks (bare: 48-byte messages), then no-op tasks with an inline payload of
 # 1 KiB .. 1 MiB (bare: messages of that size). Where 1024 tasks of a size would exceed 16 MiB
@@ -19,18 +22,24 @@ source "$(dirname "$0")/lib.sh"
 trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
-REPEAT=1 PLOT_ONLY=0
+REPEAT=1 PLOT_ONLY=0 PLOT=1 OUT_DIR=$BENCH_OUT
 while [ $# -gt 0 ]; do
   case $1 in
     --repeat) REPEAT=$2; shift 2 ;;
     --plot-only) PLOT_ONLY=1; shift ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --no-plot) PLOT=0; shift ;;
+    --out) OUT_DIR=$2; shift 2 ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 1 ;;
   esac
 done
-SIZE_CSV=$BENCH_DIR/sweep_size.csv
-WORKERS_CSV=$BENCH_DIR/sweep_workers.csv
-PNG=$BENCH_DIR/throughput.png
+# Every tool first: a missing gnuplot must not show after a sweep of several minutes.
+[ "$PLOT" = 1 ] && require_tools gnuplot
+[ "$PLOT_ONLY" = 1 ] || require_tools cmake awk sed timeout
+mkdir -p "$OUT_DIR"
+SIZE_CSV=$OUT_DIR/sweep_size.csv
+WORKERS_CSV=$OUT_DIR/sweep_workers.csv
+PNG=$OUT_DIR/throughput.png
 
 sweep() {
   echo "building ($BUILD_DIR) ..."
@@ -86,7 +95,6 @@ sweep() {
 }
 
 draw() {
-  command -v gnuplot >/dev/null || { echo "gnuplot not found (apt install gnuplot-nox)" >&2; return 1; }
   local commit machine
   commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
   machine="$(nproc) cores, loopback TCP, commit $commit, $(date -u +%Y-%m-%d)"
@@ -131,4 +139,5 @@ EOF
 }
 
 [ "$PLOT_ONLY" = 1 ] || sweep
-draw
+[ "$PLOT" = 1 ] && draw
+echo "CSV files in $OUT_DIR"

@@ -2,7 +2,8 @@
 # Issue #8 benchmark: taskfarm end to end against a bare libzmq pipeline, in one run, on this
 # machine, over loopback TCP. Builds what it needs (Release) into $BUILD_DIR (default build/),
 # prints one table with both figures, the ratios and PASS/FAIL against the targets, and writes
-# the same rows to bench/results.csv.
+# the same rows to bench/out/results.csv (untracked; bench/results.csv is the committed copy:
+# --csv bench/results.csv to update it). Exit status 1 when a row is FAIL or a run failed.
 #
 #   bench/run.sh [--tasks N] [--repeat R] [--payload-tasks M] [--micro] [--csv FILE]
 #
@@ -11,7 +12,7 @@
 #   --repeat R         throughput runs of each side, interleaved; the median is reported (5)
 #   --payload-tasks M  1 MiB inline-payload tasks (and bare 1 MiB messages) per run (1000)
 #   --micro            also run the Google Benchmark micro-benchmarks (bench/micro_bench)
-#   --csv FILE         where to write the rows (default bench/results.csv)
+#   --csv FILE         where to write the rows (default bench/out/results.csv)
 #
 # Environment: BUILD_DIR, WORKER_THREADS (CPU slots per worker, 1), RUN_TIMEOUT (s per process,
 # 300), PAYLOAD_WORKER_ARGS (extra worker flags for the payload run, default none:
@@ -22,7 +23,7 @@ source "$(dirname "$0")/lib.sh"
 trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
-TASKS=1000000 REPEAT=5 PAYLOAD_TASKS=1000 MICRO=0 CSV=$BENCH_DIR/results.csv
+TASKS=1000000 REPEAT=5 PAYLOAD_TASKS=1000 MICRO=0 CSV=$BENCH_OUT/results.csv
 while [ $# -gt 0 ]; do
   case $1 in
     --tasks) TASKS=$2; shift 2 ;;
@@ -30,10 +31,12 @@ while [ $# -gt 0 ]; do
     --payload-tasks) PAYLOAD_TASKS=$2; shift 2 ;;
     --micro) MICRO=1; shift ;;
     --csv) CSV=$2; shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 1 ;;
   esac
 done
+require_tools cmake awk sed timeout
+mkdir -p "$(dirname "$CSV")"
 WORKERS=2 RELAYS=2
 NOOP_BYTES=48                # bare message size standing for one no-op task (~ its protobuf size)
 PAYLOAD_BYTES=$((1 << 20))
@@ -167,6 +170,11 @@ echo " last receive, $NOOP_BYTES-byte messages; medians of $REPEAT runs; MB = 1e
   done
 } >"$CSV"
 echo "rows written to $CSV"
+failed=()
+for line in "${rows[@]}"; do
+  IFS='|' read -r m _ _ _ _ s <<<"$line"
+  if [ "$s" = FAIL ]; then failed+=("$m"); fi
+done
 
 if [ "$MICRO" = 1 ]; then
   if [ -x "$BIN/micro_bench" ]; then
@@ -175,4 +183,8 @@ if [ "$MICRO" = 1 ]; then
   else
     echo "micro_bench was not built (Google Benchmark not found)" >&2
   fi
+fi
+if ((${#failed[@]})); then
+  printf 'FAIL: %s\n' "${failed[@]}" >&2
+  exit 1
 fi

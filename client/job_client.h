@@ -28,25 +28,26 @@ class JobClient {
   JobClient(std::string endpoint, int64_t timeout_ms, const CurveOptions& curve = {});
 
   // Sends `request` and waits for the reply.
-  // Returns: the reply. Throws: NoAnswer when no reply comes within the timeout (the next
-  // call starts on a fresh connection, so a late reply is never taken for its own).
+  // Returns: the reply. Throws: NoAnswer when no reply comes within the timeout (a late one is
+  // dropped before the next request); SetupError naming the reason when the CurveZMQ handshake
+  // failed (key refused, server key mismatch); Interrupted when a stop signal arrives.
   v1::Envelope call(v1::Envelope& request);
 
-  // Convenience wrappers. Throw: SetupError with the server's error text.
+  // Convenience wrappers. Throw: SetupError with the server's error text, or as call().
   std::string submit(const v1::JobSpec& job);
   v1::StatusReply status(const std::string& job);
   std::string cancel(const std::string& job);
+  v1::WorkersReply workers();
 
   const std::string& endpoint() const { return endpoint_; }
 
  private:
-  void connect();
-
   std::string endpoint_;
   int64_t timeout_ms_;
   zmq::context_t ctx_{1};
   Curve curve_;
   zmq::socket_t socket_{ctx_, zmq::socket_type::dealer};
+  HandshakeWatch handshakes_{ctx_, socket_, curve_.enabled()};  // after the socket it watches
 };
 
 }  // namespace taskfarm::client

@@ -5,16 +5,27 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace taskfarm {
 
-// Adds the flags every command has (--log-level).
+// Adds the flags every command has (--log-level, --version).
 void add_common_flags(CLI::App& app);
 
+// Returns: "PROGRAM 0.1.0 (git 5f521d6, protocol 1, CUDA on)": what --version prints.
+std::string version_line(const std::string& program);
+
+// Returns: the first argument in argv[1..argc) that names no flag of `app` or its subcommands,
+// as one line ("unknown flag --kernal (did you mean --kernel?)"), or nullopt when every flag is
+// known. Values of flags are skipped; arguments after "--" are not flags.
+std::optional<std::string> unknown_argument(const CLI::App& app, int argc, const char* const* argv);
+
 // Parses argv into `app`, installs the stop handlers and calls `body`.
-// Returns: body's exit code; 0 for --help; 1 (after printing "PROGRAM: error: ..." on stderr)
-// for a bad flag, a SetupError or any other exception escaping body.
+// Returns: body's exit code; 0 for --help and --version; 1 (after printing "PROGRAM: error: ..."
+// on stderr) for a bad flag (unknown flags are named before any other problem), a SetupError or
+// any other exception escaping body; 130 when body throws Interrupted.
 int cli_main(CLI::App& app, int argc, char** argv, const std::function<int()>& body);
 
 }  // namespace taskfarm

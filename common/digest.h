@@ -8,8 +8,6 @@
 #include <cstdint>
 #include <string>
 
-#include "kernels/inputs.h"
-
 namespace taskfarm {
 
 class ResultDigest {
@@ -18,13 +16,20 @@ class ResultDigest {
   explicit ResultDigest(uint64_t value) : sum_(value) {}  // a saved digest, to continue it
 
   void add(uint64_t task_id, bool ok, uint64_t checksum) {
-    sum_ += kernels::mix64(task_id * 0xD6E8FEB86659FD93ull ^
-                           kernels::mix64(checksum ^ (ok ? 0 : 0xFA11ED00FA11ED00ull)));
+    sum_ += mix(task_id * 0xD6E8FEB86659FD93ull ^ mix(checksum ^ (ok ? 0 : 0xFA11ED00FA11ED00ull)));
   }
   uint64_t value() const { return sum_; }
   std::string hex() const { return fmt::format("{:016x}", sum_); }
 
  private:
+  // SplitMix64's finaliser (the same function as kernels::mix64; kept here so that common/ does
+  // not depend on kernels/). Changing it changes every digest: common_test pins a value.
+  static uint64_t mix(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+
   uint64_t sum_ = 0;
 };
 

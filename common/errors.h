@@ -13,6 +13,12 @@ class SetupError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A stop signal (SIGINT/SIGTERM) ended a blocking wait: the process exits with code 130.
+class Interrupted : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 // Process exit codes (DESIGN.md).
 enum ExitCode : int { kExitOk = 0, kExitSetup = 1, kExitTasksFailed = 2, kExitInterrupted = 130 };
 

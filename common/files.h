@@ -1,48 +1,29 @@
-// Files that must survive a crash: atomic replacement (temporary file, fsync, rename, fsync of
-// the folder), clean-up of temporaries a crash left behind, and the --state DIR of a ventilator
-// or sink (created, locked against a second process, checked writable at start).
+// Reading files named on the command line with a size cap, so that `--job /dev/zero` or a huge
+// key file is a one-line error instead of a process that grows until it is killed.
 #pragma once
 
-#include <cstdint>
-#include <filesystem>
+#include <cstddef>
 #include <string>
 #include <string_view>
 
 namespace taskfarm {
 
-// Writes `data` to `path` through "<path>.tmp" in the same folder: write, fsync, rename over
-// `path`, fsync of the folder. A reader, or a restart after a crash at any moment, sees the old
-// file or the new one, never half of one. Creates missing folders.
-// Returns: "" on success, else why it failed (the old file is then untouched).
-std::string write_file_atomically(const std::filesystem::path& path, std::string_view data);
+inline constexpr size_t kMiB = size_t{1} << 20;
+// Key files hold one or two 40-character keys and a few comment lines.
+inline constexpr size_t kMaxKeyFileBytes = 4096;
 
-// Removes the files of `dir` (not its subfolders) whose names end in ".tmp": what a crash
-// between writing a temporary file and renaming it leaves. Returns: how many were removed.
-size_t remove_stray_temporaries(const std::filesystem::path& dir);
-
-// Flushes a folder's entries (a rename or a new file in it) to disk. Returns: false on failure.
-bool fsync_dir(const std::filesystem::path& dir);
-
-// The state folder of one role (--state DIR): it holds that role's journal.
-class StateDir {
- public:
-  // Creates `dir` when missing, takes an exclusive lock on "<dir>/<role>.lock" so that two
-  // processes never share a journal, checks that a file can be written and synced there, and
-  // removes stray temporaries.
-  // Throws: SetupError, one line naming the folder and the reason (read-only file system, no
-  // space left, locked by another process).
-  StateDir(const std::filesystem::path& dir, std::string_view role);
-  ~StateDir();
-  StateDir(const StateDir&) = delete;
-  StateDir& operator=(const StateDir&) = delete;
-
-  const std::filesystem::path& path() const { return dir_; }
-  // Returns: the path of a file in the folder.
-  std::string file(std::string_view name) const { return (dir_ / name).string(); }
-
- private:
-  std::filesystem::path dir_;
-  int lock_fd_ = -1;
+enum class FileKind {
+  kRegular,     // regular files only (keys: their mode is checked too)
+  kRegularOrPipe,  // also FIFOs and pipes (`--job <(generate)`), read up to the cap
 };
+
+// Returns: the contents of `path`, at most `max_bytes`. `what` names the file in errors
+// ("job file"). Throws: SetupError with one line: "cannot read job file 'x': No such file or
+// directory", "job file 'x' is not a regular file", "job file 'x' is larger than the 64 MiB limit".
+std::string read_file_capped(const std::string& path, size_t max_bytes, std::string_view what,
+                             FileKind kind = FileKind::kRegularOrPipe);
+
+// Returns: `bytes` as "64 MiB", "4 KiB" or "100 bytes", for messages about limits.
+std::string format_size(size_t bytes);
 
 }  // namespace taskfarm

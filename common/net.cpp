@@ -3,6 +3,7 @@
 #include <fmt/core.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <random>
 
 #include "common/errors.h"
@@ -49,7 +50,14 @@ void configure_socket(zmq::socket_t& socket, int64_t max_message_bytes, int ling
   socket.set(zmq::sockopt::linger, linger_ms);
   socket.set(zmq::sockopt::maxmsgsize, max_message_bytes);
   socket.set(zmq::sockopt::reconnect_ivl, 100);
-  socket.set(zmq::sockopt::reconnect_ivl_max, 5000);
+  // A sink or ventilator restart is expected (job service): cap the back-off at a second rather
+  // than libzmq's usual seconds, so reconnecting takes at most about that long.
+  static const int reconnect_max_ms = [] {
+    const char* env = std::getenv("TASKFARM_RECONNECT_MAX_MS");
+    const int v = env ? std::atoi(env) : 0;
+    return v > 0 ? v : kReconnectMaxMs;
+  }();
+  socket.set(zmq::sockopt::reconnect_ivl_max, reconnect_max_ms);
   socket.set(zmq::sockopt::tcp_keepalive, 1);
 }
 

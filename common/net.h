@@ -21,7 +21,10 @@ std::string connect_endpoint(const std::string& spec, int default_port);
 std::string bind_endpoint(const std::string& spec, int default_port);
 
 // Applies the options every taskfarm socket uses: no linger beyond `linger_ms`, a maximum
-// message size, reconnect back-off (100 ms up to 5 s) so a missing peer never spins the CPU.
+// message size, reconnect back-off (100 ms doubling up to kReconnectMaxMs) so a missing peer
+// never spins the CPU and a restarted one is found again within about a second.
+// TASKFARM_RECONNECT_MAX_MS overrides it, for bench/reconnect.sh's baseline only.
+inline constexpr int kReconnectMaxMs = 1000;
 void configure_socket(zmq::socket_t& socket, int64_t max_message_bytes, int linger_ms = 0);
 
 // Binds `socket` and returns the actual endpoint (the chosen port for ":0"/":*").
@@ -34,7 +37,8 @@ void connect_socket(zmq::socket_t& socket, const std::string& endpoint, const ch
 // Returns: this machine's host name.
 std::string host_name();
 
-// Returns: a random 64-bit number (routing ids, epochs, job ids).
+// Returns: a random 64-bit number (job ids, epochs, routing-id suffixes); never shared between
+// processes that start at the same moment (seeded with the pid).
 uint64_t random_u64();
 
 // Sends one message without blocking; on a ROUTER, `routing_id` names the peer first.

@@ -1,29 +1,23 @@
-// Text from peers and files made safe to print: a name in a log line or a terminal cannot fake
-// another line or send escape sequences.
+// Text that came from a peer or a file (job names, worker ids, kernel names) is shown and logged
+// only through printable(), so a name cannot move the cursor, fake a log line or reorder text.
 #pragma once
 
-#include <fmt/core.h>
-
+#include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 
 namespace taskfarm {
 
-// Returns: `text` with every byte outside printable ASCII (and the backslash) written as \xNN,
-// cut after `max_shown` bytes with "..." appended.
-inline std::string printable(std::string_view text, size_t max_shown = 64) {
-  std::string out;
-  out.reserve(std::min(text.size(), max_shown) + 3);
-  for (size_t i = 0; i < text.size() && i < max_shown; ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c >= 0x20 && c < 0x7F && c != '\\') {
-      out += static_cast<char>(c);
-    } else {
-      out += fmt::format("\\x{:02x}", c);
-    }
-  }
-  if (text.size() > max_shown) out += "...";
-  return out;
-}
+// Returns: `text` with control characters (C0, DEL, C1), bidirectional overrides and line
+// separators escaped (\x1b, \u{202e}), bytes that are not UTF-8 as \xNN, cut to about
+// `max_bytes` with "..." appended. Valid printable UTF-8 comes back unchanged.
+std::string printable(std::string_view text, size_t max_bytes = 64);
+
+// Returns: why `text` is not acceptable as a name ("is empty", "is 300 bytes long" (over max),
+// "is not valid UTF-8", "contains the control character \x1b", "contains a space"), or nullopt.
+// Names are printable UTF-8 of at most `max_bytes` bytes; spaces only where `allow_spaces`.
+std::optional<std::string> name_problem(std::string_view text, size_t max_bytes,
+                                        bool allow_spaces);
 
 }  // namespace taskfarm

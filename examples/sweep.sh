@@ -4,7 +4,12 @@
 #   taskfarm-sink --serve & taskfarm-ventilator --serve & taskfarm-worker &
 # Usage: examples/sweep.sh [--server HOST]
 set -euo pipefail
+# The client: $TASKFARM, else `taskfarm` on PATH, else this checkout's build/bin/taskfarm.
 taskfarm=${TASKFARM:-taskfarm}
+if [ -z "${TASKFARM:-}" ] && ! command -v taskfarm >/dev/null; then
+  taskfarm=$(cd "$(dirname "$0")/.." && pwd)/${BUILD_DIR:-build}/bin/taskfarm
+  [ -x "$taskfarm" ] || { echo "sweep.sh: taskfarm not found: build it, put build/bin on PATH or set TASKFARM" >&2; exit 1; }
+fi
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 ids=()

@@ -19,6 +19,7 @@
 #include "common/protocol.h"
 #include "job_checks.h"
 #include "kernels/kernel.h"
+#include "common/report.h"
 #include "sink/aggregator.h"
 #include "ventilator/dispatcher.h"
 #include "worker/executor.h"
@@ -89,8 +90,9 @@ void as_sink(const v1::Envelope& env) {
   if (job.done() > job.total()) fail("more results than tasks");
   const v1::Report rep = job.report();
   if (rep.tasks_ok() + rep.tasks_failed() != job.done()) fail("report counts disagree");
-  (void)sink::report_json(rep);
-  (void)sink::report_table(rep);
+  (void)report_json(rep);
+  (void)report_table(rep);
+  (void)json_with_numbers(rep);
 }
 
 void as_ventilator(const v1::Envelope& env) {
@@ -144,7 +146,7 @@ void as_ventilator(const v1::Envelope& env) {
 void as_job_service(const v1::SubmitJob& submit) {
   v1::JobSpec spec = submit.job();
   try {
-    ventilator::validate_job(spec, "submitted job");
+    jobs::validate_job(spec, "submitted job");
   } catch (const SetupError&) {
     return;
   }

@@ -103,9 +103,25 @@ jobs = {
     "payload.json": '{"tasks": [{"kernel": "saxpy", "count": 2, "payload": "%s"}], '
                     '"priority": -3}' % payload,
     "every_kernel.json": """{"name": "all", "max_attempts": 100, "tasks": [
-  {"kernel": "noop", "count": "18446744073709551615"}, {"kernel": "sleep", "size": 2000, "count": 1},
+  {"kernel": "noop", "count": 4294967295}, {"kernel": "sleep", "size": 2000, "count": 1},
   {"kernel": "sgemm", "size": 16384, "count": 1}, {"kernel": "montecarlo_pi", "size": 17179869184, "count": 2},
+  {"kernel": "sort", "size": 268435456, "count": 1, "seed": 7}]}""",
+    # Refused by the strict pre-pass (common/strict_json.h); protobuf alone accepts each one.
+    "quoted_numbers.json": """{"name": "all", "tasks": [
+  {"kernel": "noop", "count": "18446744073709551615"},
   {"kernel": "sort", "size": "268435456", "count": 1, "seed": "7"}]}""",
+    "duplicate_name.json": '{"name": "a", "name": "b", "tasks": [{"kernel": "noop", "count": 1}]}',
+    "duplicate_tasks.json": '{"tasks": [{"kernel": "noop", "count": 3}], '
+                            '"tasks": [{"kernel": "noop", "count": 5}]}',
+    "duplicate_alias.json": '{"maxAttempts": 2, "max_attempts": 3, '
+                            '"tasks": [{"kernel": "noop", "count": 1}]}',
+    "duplicate_escaped.json": '{"tasks": [{"kernel": "noop", "count": 1, "co\\u0075nt": 2}]}',
+    "duplicate_in_unknown.json": '{"tasks": [{"kernel": "noop", "count": 1}], '
+                                 '"x": [{"a": 1, "a": 2}]}',
+    "control_name.json": '{"name": "fake\\ninfo: done\\u001b[2J\\u202e", '
+                         '"tasks": [{"kernel": "noop", "count": 1}]}',
+    "utf8_name.json": '{"name": "r\u00e9seau \u2713", "keepOutput": true, '
+                      '"tasks": [{"kernel": "mandelbrot", "count": 2, "size": 64}]}',
     "unknown_field.json": '{"tasks": [{"kernel": "noop", "count": 1}], "colour": "blue"}',
     "negative_size.json": '{"tasks": [{"kernel": "saxpy", "count": 1, "size": -5}]}',
     "bad_base64.json": '{"tasks": [{"kernel": "reduce", "count": 1, "payload": "***"}]}',

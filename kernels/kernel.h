@@ -84,6 +84,9 @@ struct KernelDef {
   std::string_view description;
   std::string_view plugin;        // "builtin", or the plugin that registered it
   bool size_required = false;     // size 0 is an error
+  // A job entry must give a size (or a payload that sets it): a built-in's size 0 computes
+  // nothing, and a job file without "size" would run it silently (noop needs none).
+  bool job_needs_size = false;
   bool outputs = false;           // may return output bytes to the user
   bool cuda_builtin = false;      // its CUDA side is the GPU plugin's StreamRunner
   tf_kernel abi{};                // the plugin interface's entry: validate, run_cpu, run_cuda

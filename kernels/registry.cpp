@@ -45,7 +45,8 @@ struct BuiltinDef {
 struct KernelSpec {
   BuiltinDef def;
   PayloadFormat payload;
-  bool banded = false;  // task `index` of `count` computes one band of the output
+  bool banded = false;          // task `index` of `count` computes one band of the output
+  bool job_needs_size = true;   // a job entry without a size (or payload) is an error
 };
 
 constexpr int64_t kPow2(int bits) { return int64_t{1} << bits; }
@@ -58,7 +59,9 @@ constexpr PayloadFormat kAnyPayload{PayloadFormat::kAnyBytes, "any bytes", 0, 0}
 // The order here is the order of names() and --help.
 const KernelSpec kKernels[] = {
     {{"noop", "ignored", kPow2(40), true, cpu::noop, "does nothing: measures the farm itself"},
-     kAnyPayload},
+     kAnyPayload,
+     /*banded=*/false,
+     /*job_needs_size=*/false},
     {{"sleep", "microseconds", 60'000'000, false, cpu::sleep, "sleeps for `size` microseconds"},
      kNoPayload},
     {{"saxpy", "elements n", kPow2(28), true, cpu::saxpy, "y = a*x + y on n floats"},
@@ -238,6 +241,7 @@ const KernelCatalog& KernelCatalog::builtins() {
       def.cpu = spec.def.cpu;
       def.accepts_payload = spec.def.accepts_payload;
       def.outputs = spec.banded;  // mandelbrot's band, with keep_output
+      def.job_needs_size = spec.job_needs_size;
     }
     return c;
   }();
@@ -342,7 +346,7 @@ std::optional<std::string> KernelCatalog::validate(std::string_view kernel,
                                                    const TaskInput& in) const {
   const KernelDef* def = find(kernel);
   if (def == nullptr) {
-    return fmt::format("unknown kernel '{}' (known: {})", printable(kernel), names());
+    return fmt::format("unknown kernel '{}' (known: {})", printable(kernel, 64), names());
   }
   if (in.size < 0) return fmt::format("{}: negative size {}", def->name, in.size);
   if (in.size > def->max_size) {

@@ -1,12 +1,12 @@
 #include "sink/aggregator.h"
 
 #include <fmt/core.h>
-#include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
 #include <iterator>
 
 #include "common/task_ranges.h"
+#include "common/text.h"
 
 namespace taskfarm::sink {
 
@@ -231,43 +231,6 @@ bool JobAggregator::restore(const v1::AggregatorSnapshot& s) {
     failures_.push_back(f);
   }
   return true;
-}
-
-std::string report_json(const v1::Report& report) {
-  google::protobuf::util::JsonPrintOptions options;
-  options.always_print_primitive_fields = true;
-  options.preserve_proto_field_names = true;
-  std::string out;
-  (void)google::protobuf::util::MessageToJsonString(report, &out, options);
-  return out;
-}
-
-std::string report_table(const v1::Report& r) {
-  std::string out;
-  auto it = std::back_inserter(out);
-  fmt::format_to(it, "job {} ({})\n", r.job(), r.job_id());
-  fmt::format_to(it, "  tasks     {} total, {} ok, {} failed, {} retried, {} duplicates dropped\n", r.tasks_total(),
-       r.tasks_ok(), r.tasks_failed(), r.retried(), r.duplicates_dropped());
-  fmt::format_to(it, "  elapsed   {:.3f} s   {:.1f} tasks/s   {:.1f} MB/s   {:.2f} GFLOP/s\n", r.elapsed_s(),
-       r.tasks_per_s(), r.mb_per_s(), r.gflop_per_s());
-  fmt::format_to(it, "  latency   p50 {:.0f} us   p90 {:.0f} us   p99 {:.0f} us   max {:.0f} us\n",
-       r.latency_us().p50(), r.latency_us().p90(), r.latency_us().p99(), r.latency_us().max());
-  fmt::format_to(it, "  digest    {}\n", r.result_digest());
-  fmt::format_to(it, "  {:<16} {:>9} {:>7} {:>10} {:>12} {:>12}\n", "kernel", "tasks", "failed", "busy s",
-       "MB/s busy", "GFLOP/s busy");
-  for (const auto& k : r.kernels()) {
-    fmt::format_to(it, "  {:<16} {:>9} {:>7} {:>10.3f} {:>12.1f} {:>12.2f}\n", k.kernel(), k.tasks(), k.failed(),
-         k.busy_s(), k.mb_per_s(), k.gflop_per_s());
-  }
-  fmt::format_to(it, "  {:<24} {:<16} {:<24} {:>9} {:>10}\n", "worker", "host", "device", "tasks", "busy s");
-  for (const auto& w : r.workers()) {
-    fmt::format_to(it, "  {:<24} {:<16} {:<24} {:>9} {:>10.3f}\n", w.id(), w.host(), w.device(), w.tasks(),
-         w.busy_s());
-  }
-  for (const auto& f : r.failures()) {
-    fmt::format_to(it, "  failed task {} ({}, {} attempts): {}\n", f.task_id(), f.kernel(), f.attempts(), f.error());
-  }
-  return out;
 }
 
 }  // namespace taskfarm::sink

@@ -102,10 +102,4 @@ class JobAggregator {
   std::vector<v1::TaskFailure> failures_;
 };
 
-// Returns: the report as a JSON object on one line (protobuf's JSON mapping, proto field names).
-std::string report_json(const v1::Report& report);
-
-// Returns: the human-readable table printed at the end of a batch.
-std::string report_table(const v1::Report& report);
-
 }  // namespace taskfarm::sink

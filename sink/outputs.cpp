@@ -5,7 +5,7 @@
 
 #include <cstdio>
 
-#include "common/files.h"
+#include "common/state_dir.h"
 #include "common/log.h"
 #include "kernels/kernel.h"
 

@@ -33,14 +33,14 @@ struct Sink::Impl {
     results.set(zmq::sockopt::rcvhwm, 10000);
     configure_socket(control, kMaxSubscriptionBytes, 2000);  // linger: flush BatchEnd/Kill
     control.set(zmq::sockopt::sndhwm, 100000);
-    curve.make_server(results);
-    curve.make_server(control);
+    curve.make_server(results, ServerSocket::kResults);
+    curve.make_server(control, ServerSocket::kControl);
     results_ep = bind_socket(results, opt.results_bind, "results");
     control_ep = bind_socket(control, opt.control_bind, "control");
     if (!opt.results_service_bind.empty()) {
       configure_socket(service, kMaxSubscriptionBytes, 1000);  // requests are small
       service.set(zmq::sockopt::sndhwm, 16);  // replies carry up to 16 MiB of outputs
-      curve.make_server(service);
+      curve.make_server(service, ServerSocket::kOutputs);
       service_ep = bind_socket(service, opt.results_service_bind, "results service");
     }
   }
@@ -102,7 +102,8 @@ struct Sink::Impl {
         }
         if (!got) break;
         const bool more = frame.more();
-        core.on_frame(frame.data(), frame.size(), more, [&frame] { return peer_of(frame); });
+        core.on_frame(frame.data(), frame.size(), more, [&frame] { return peer_of(frame); },
+                      curve.sent_by(frame, kRoleHead));
         while (frame.more()) (void)results.recv(frame, zmq::recv_flags::none);  // discard extras
       }
       core.flush_acks();

@@ -14,10 +14,11 @@
 #include <vector>
 
 #include "common/errors.h"
-#include "common/files.h"
+#include "common/state_dir.h"
 #include "common/job_state.h"
 #include "common/net.h"
 #include "common/log.h"
+#include "common/report.h"
 #include "common/signals.h"
 #include "common/text.h"
 #include "kernels/inputs.h"
@@ -588,7 +589,7 @@ struct SinkCore::Impl {
     for (SinkJob* job : touched) job->agg.touch_worker(batch.worker());  // GPU memory
   }
 
-  void handle(const void* data, size_t size, bool more) {
+  void handle(const void* data, size_t size, bool more, bool from_head) {
     if (more) {
       reject(nullptr, "multipart message on the results socket");
       return;
@@ -603,7 +604,13 @@ struct SinkCore::Impl {
       reject(nullptr, *err);
       return;
     }
-    switch (env->body_case()) {
+    const auto body = env->body_case();
+    if (!from_head && (body == v1::Envelope::kBatchStart || body == v1::Envelope::kCancelJob)) {
+      reject(nullptr,
+             fmt::format("'{}' message from a key without the head role", body_name(*env)));
+      return;
+    }
+    switch (body) {
       case v1::Envelope::kResults: on_results(env->results()); break;
       case v1::Envelope::kBatchStart: on_batch_start(env->batch_start()); break;
       case v1::Envelope::kCancelJob:
@@ -618,14 +625,14 @@ struct SinkCore::Impl {
   }
 
   void on_frame(const void* data, size_t size, bool more,
-                const std::function<std::string()>& from) {
+                const std::function<std::string()>& from, bool from_head) {
     peer = &from;
     struct Reset {
       const std::function<std::string()>*& p;
       ~Reset() { p = nullptr; }
     } reset{peer};
     try {
-      handle(data, size, more);
+      handle(data, size, more, from_head);
     } catch (const std::exception& e) {
       // Nothing one message does may end the process; its job state stays consistent because
       // every handler checks before it changes anything.
@@ -827,8 +834,8 @@ SinkCore::SinkCore(const SinkOptions& options, const Clock& clock, Publish publi
     : impl_(std::make_unique<Impl>(options, clock, std::move(publish))) {}
 SinkCore::~SinkCore() = default;
 void SinkCore::on_frame(const void* data, size_t size, bool more,
-                        const std::function<std::string()>& peer) {
-  impl_->on_frame(data, size, more, peer);
+                        const std::function<std::string()>& peer, bool from_head) {
+  impl_->on_frame(data, size, more, peer, from_head);
 }
 void SinkCore::publish_stats() { impl_->publish_stats(); }
 void SinkCore::flush_acks() { impl_->flush_acks(); }

@@ -30,11 +30,13 @@ class SinkCore {
   SinkCore(const SinkCore&) = delete;
   SinkCore& operator=(const SinkCore&) = delete;
 
-  // Handles one frame of the results socket (`more`: it is part of a multipart message).
+  // Handles one frame of the results socket (`more`: it is part of a multipart message;
+  // `from_head`: its sender's key has the head role, always true without CURVE: workers share
+  // the socket, and job starts and cancels are taken from the head only).
   // Never throws: a frame it cannot use is counted as rejected and dropped.
   // `peer` names the sender for the log when the frame is rejected (may be empty).
   void on_frame(const void* data, size_t size, bool more,
-                const std::function<std::string()>& peer = {});
+                const std::function<std::string()>& peer = {}, bool from_head = true);
 
   // Commits the journal (with --state), then publishes the acknowledgements gathered since
   // the last call (one message per job). While the journal cannot be written, the acks wait.

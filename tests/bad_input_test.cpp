@@ -71,6 +71,55 @@ TEST(BadInput, WorkerAndSinkRejectBadFlags) {
   for (const auto& c : cases) expect_setup_error(farm, c);
 }
 
+TEST(BadInput, MisspelledFlagsAreNamedFirstWithTheClosestFlag) {
+  Farm farm;
+  const std::string v = bin("taskfarm-ventilator"), w = bin("taskfarm-worker"),
+                    s = bin("taskfarm-sink"), c = bin("taskfarm");
+  const Rejection cases[] = {
+      // Before this, "--tasks requires --kernel" was all a typo of --kernel got.
+      {{v, "--kernal", "saxpy", "--tasks", "10"}, "unknown flag --kernal (did you mean --kernel?)"},
+      {{v, "--job", "x.json", "--kernal", "saxpy"}, "unknown flag --kernal (did you mean --kernel?)"},
+      {{w, "--thread", "4"}, "unknown flag --thread (did you mean --threads?)"},
+      {{s, "--reprot", "r.json", "--serve"}, "unknown flag --reprot (did you mean --report?)"},
+      {{c, "status", "--stat", "running"}, "unknown flag --stat (did you mean --state?)"},
+      {{c, "stauts"}, "unknown command 'stauts' (did you mean status?)"},
+      {{c, "status", "--state", "runing"}, "runing"},
+  };
+  for (const auto& r : cases) expect_setup_error(farm, r);
+}
+
+TEST(BadInput, SizeIsRequiredWhereItMattersAndNotForNoop) {
+  Farm farm;
+  const std::string v = bin("taskfarm-ventilator");
+  const Rejection cases[] = {
+      {{v, "--bind", farm.tasks_endpoint(), "--kernel", "saxpy", "--tasks", "10"},
+       "--kernel saxpy needs --size (elements n)"},
+      {{v, "--bind", farm.tasks_endpoint(), "--kernel", "sleep", "--tasks", "10"}, "needs --size"},
+      {{v, "--bind", farm.tasks_endpoint(), "--kernel", "sort", "--tasks", "1", "--size", "0"},
+       "needs a size"},
+  };
+  for (const auto& r : cases) expect_setup_error(farm, r);
+  auto sink = farm.sink();
+  auto worker = farm.worker("w");
+  auto vent = farm.ventilator({"--kernel", "noop", "--tasks", "5"});
+  EXPECT_EXIT_CODE(vent, 0, kBatchTimeout);
+  EXPECT_EXIT_CODE(sink, 0, 10s);
+  EXPECT_EQ(farm.report().tasks_ok(), 5u);
+  EXPECT_EQ(farm.report().job(), "noop-5");
+}
+
+TEST(BadInput, EveryProgramPrintsItsVersion) {
+  Farm farm;
+  for (const char* program : {"taskfarm", "taskfarm-sink", "taskfarm-worker", "taskfarm-ventilator"}) {
+    Process p({bin(program), "--version"}, farm.path(program));
+    EXPECT_EQ(p.wait_for(5s), std::optional<int>(0)) << program << ": " << p.err();
+    const std::string out = p.out();
+    EXPECT_EQ(out.rfind(std::string(program) + " 0.", 0), 0u) << out;
+    EXPECT_NE(out.find("(git "), std::string::npos) << out;
+    EXPECT_NE(out.find(", protocol 1, CUDA "), std::string::npos) << out;
+  }
+}
+
 TEST(BadInput, WorkerWithDeviceCudaButNoGpuExitsWithReason) {
   Farm farm;
   Process p({bin("taskfarm-worker"), "--device", "cuda"}, farm.path("w"));

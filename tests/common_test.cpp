@@ -1,13 +1,20 @@
-// Envelope encoding/decoding, endpoints and the latency histogram.
+// Envelope encoding/decoding, endpoints, the latency histogram, the digest, report formatting,
+// command-line helpers and handshake messages.
+#include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <random>
 
+#include "common/cli.h"
+#include "common/digest.h"
 #include "common/errors.h"
 #include "common/histogram.h"
 #include "common/net.h"
 #include "common/protocol.h"
+#include "common/report.h"
+#include "common/security.h"
 
 namespace taskfarm {
 namespace {
@@ -114,6 +121,130 @@ TEST(Histogram, BucketsAreMonotonicAndCoverTheRange) {
   EXPECT_EQ(LatencyHistogram::index_of(128), LatencyHistogram::index_of(129));
   LatencyHistogram empty;
   EXPECT_EQ(empty.quantile(0.5), 0u);
+}
+
+TEST(Digest, IsPinnedSoThatReportsStayComparable) {
+  // Digests of earlier runs (bench/RESULTS.md, fuzz seeds) must keep their meaning.
+  ResultDigest d;
+  d.add(0, true, 0);
+  d.add(1, false, 42);
+  d.add(123456789, true, 0xDEADBEEFCAFEF00Dull);
+  EXPECT_EQ(d.hex(), "99b24b07ba553443");
+  ResultDigest other_order;
+  other_order.add(123456789, true, 0xDEADBEEFCAFEF00Dull);
+  other_order.add(1, false, 42);
+  other_order.add(0, true, 0);
+  EXPECT_EQ(other_order.value(), d.value());
+}
+
+TEST(Report, JsonWithNumbersWritesSixtyFourBitIntegersAsNumbers) {
+  v1::StatusReply reply;
+  auto* s = reply.add_jobs();
+  s->set_job_id("00000000000000ff");
+  s->set_name("quote\" back\\slash\nline\x01");
+  s->set_state(v1::JOB_RUNNING);
+  s->set_done(64);
+  s->set_total(uint64_t{1} << 40);
+  s->set_tasks_per_s(12.5);
+  const std::string json = json_with_numbers(reply);
+  EXPECT_NE(json.find(R"("state":"JOB_RUNNING")"), std::string::npos) << "enums by name: " << json;
+  EXPECT_NE(json.find(R"("done":64,)"), std::string::npos) << json;
+  EXPECT_NE(json.find(R"("total":1099511627776,)"), std::string::npos) << json;
+  EXPECT_NE(json.find(R"("failed":0,)"), std::string::npos) << "defaults are written: " << json;
+  EXPECT_EQ(json.find("\"report\""), std::string::npos) << "unset messages are not: " << json;
+  // protobuf's own parser reads it back to the same message.
+  v1::StatusReply back;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json, &back).ok()) << json;
+  EXPECT_EQ(back.SerializeAsString(), reply.SerializeAsString());
+}
+
+TEST(Report, JsonWithNumbersMatchesTheProtobufMappingOtherwise) {
+  v1::Envelope env;
+  env.set_version(1);
+  auto* t = env.mutable_tasks()->add_tasks();
+  t->set_kernel("saxpy");
+  t->set_payload(std::string("\x00\xff\x10\x20\x30", 5));  // bytes: base64
+  t->set_sent_ns(-5);
+  auto* r = env.mutable_results();  // oneof: replaces tasks
+  r->add_results()->set_status(v1::STATUS_FAILED);
+  r->mutable_results(0)->set_value(std::nan(""));
+  const std::string json = json_with_numbers(env);
+  EXPECT_NE(json.find(R"("status":"STATUS_FAILED")"), std::string::npos) << json;
+  EXPECT_NE(json.find(R"("value":"NaN")"), std::string::npos) << json;
+  EXPECT_EQ(json.find("\"tasks\""), std::string::npos) << "only the set oneof member: " << json;
+  v1::Envelope back;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json, &back).ok()) << json;
+  v1::Task task;
+  task.set_payload(std::string("\x00\xff\x10\x20\x30", 5));
+  const std::string task_json = json_with_numbers(task);
+  EXPECT_NE(task_json.find(R"("payload":"AP8QIDA=")"), std::string::npos) << task_json;
+}
+
+TEST(Report, TableSaysOneAttemptNotOneAttempts) {
+  v1::Report r;
+  r.set_job("j");
+  r.set_duplicates_dropped(1);
+  auto* f = r.add_failures();
+  f->set_task_id(3);
+  f->set_kernel("saxpy");
+  f->set_attempts(1);
+  f->set_error("boom");
+  auto* g = r.add_failures();
+  g->set_attempts(3);
+  const std::string table = report_table(r);
+  EXPECT_NE(table.find("(saxpy, 1 attempt): boom"), std::string::npos) << table;
+  EXPECT_NE(table.find(", 3 attempts)"), std::string::npos) << table;
+  EXPECT_NE(table.find("1 duplicate dropped"), std::string::npos) << table;
+  EXPECT_EQ(count_of(0, "task"), "0 tasks");
+  EXPECT_EQ(count_of(1, "task"), "1 task");
+}
+
+// argv from a list of words, for unknown_argument.
+std::optional<std::string> unknown_in(const CLI::App& app, std::vector<const char*> args) {
+  args.insert(args.begin(), "program");
+  return unknown_argument(app, static_cast<int>(args.size()), args.data());
+}
+
+TEST(Cli, NamesUnknownFlagsWithTheClosestKnownOne) {
+  CLI::App app{"test", "program"};
+  std::string kernel;
+  int threads = 0;
+  bool json = false;
+  app.add_option("--kernel", kernel);
+  app.add_option("--threads", threads);
+  auto* status = app.add_subcommand("status");
+  status->add_flag("--json", json);
+  add_common_flags(app);
+  EXPECT_EQ(unknown_in(app, {"--kernal", "saxpy"}), "unknown flag --kernal (did you mean --kernel?)");
+  EXPECT_EQ(unknown_in(app, {"--thread", "4"}), "unknown flag --thread (did you mean --threads?)");
+  EXPECT_EQ(unknown_in(app, {"--kernel=x", "--jsn"}), "unknown flag --jsn (did you mean --json?)");
+  EXPECT_EQ(unknown_in(app, {"--frobnicate"}), "unknown flag --frobnicate");
+  EXPECT_EQ(unknown_in(app, {"stauts"}), "unknown command 'stauts' (did you mean status?)");
+  // Values of flags, negative numbers and what follows "--" are not flags.
+  EXPECT_EQ(unknown_in(app, {"--kernel", "--x", "status", "--json"}), std::nullopt);
+  EXPECT_EQ(unknown_in(app, {"--threads", "-3", "status", "--", "--whatever"}), std::nullopt);
+  EXPECT_EQ(unknown_in(app, {"--version"}), std::nullopt);
+}
+
+TEST(Cli, VersionSaysCommitProtocolAndCuda) {
+  const std::string v = version_line("taskfarm-worker");
+  EXPECT_EQ(v.rfind("taskfarm-worker 0.", 0), 0u) << v;
+  EXPECT_NE(v.find("(git "), std::string::npos) << v;
+  EXPECT_NE(v.find(fmt::format("protocol {}", kProtocolVersion)), std::string::npos) << v;
+  EXPECT_TRUE(v.find("CUDA on)") != std::string::npos || v.find("CUDA off)") != std::string::npos) << v;
+}
+
+TEST(HandshakeWatch, DescribesEachFailure) {
+  EXPECT_EQ(HandshakeWatch::describe(ZMQ_EVENT_HANDSHAKE_FAILED_AUTH, 400, true),
+            "the server refused our key (not authorized)");
+  EXPECT_NE(HandshakeWatch::describe(ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL, EPIPE, true)
+                .find("the server's key does not match"),
+            std::string::npos);
+  EXPECT_NE(HandshakeWatch::describe(ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL,
+                                     ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH, false)
+                .find("requires CurveZMQ keys"),
+            std::string::npos);
+  EXPECT_EQ(HandshakeWatch::describe(ZMQ_EVENT_HANDSHAKE_SUCCEEDED, 0, true), "");
 }
 
 }  // namespace

@@ -423,11 +423,11 @@ namespace {
 TEST(DispatcherRestart, FreshTasksSkipTheDoneSetAndAcksOfTasksNeverIssuedCount) {
   ManualClock clock;
   Dispatcher d(DispatchPolicy{}, clock);
-  RangeSet done;
-  done.insert_range(0, 10);
-  done.insert_range(15, 20);
-  JobShape shape{1, 0, 0, {{"", 30, 0}}};
-  shape.done = &done;
+  JobShape shape;
+  shape.id = 1;
+  shape.entries = {{"", 30, 0, 0}};
+  shape.done.insert_range(0, 10);
+  shape.done.insert_range(15, 20);
   d.add_job(shape);
   EXPECT_EQ(d.job_acked(1), 15u);
   (void)d.on_hello("w", info("w"), 100);
@@ -447,7 +447,6 @@ TEST(DispatcherRestart, FreshTasksSkipTheDoneSetAndAcksOfTasksNeverIssuedCount) 
   (void)d.on_ack(ack);
   EXPECT_TRUE(d.job_done(1));
   EXPECT_EQ(d.job_acked(1), 30u);
-  EXPECT_EQ(done.size(), 30u);  // the caller's set has every acknowledged task
 }
 
 TEST(DispatcherRestart, AckOfATaskNotIssuedYetKeepsItFromBeingIssued) {
@@ -489,6 +488,70 @@ TEST(DispatcherRestart, LeasesOfAWorkerAndTasksItNoLongerHas) {
   ASSERT_EQ(again.size(), 1u);
   ASSERT_EQ(again[0].tasks.size(), 3u);
   for (const auto& t : again[0].tasks) EXPECT_EQ(t.attempt, 1u);  // not counted as an attempt
+}
+
+v1::WorkerInfo slots_of(const std::string& id, uint32_t slots) {
+  v1::WorkerInfo w;
+  w.set_id(id);
+  w.set_slots(slots);
+  w.add_kernels("sleep");
+  return w;
+}
+
+// What a worker learnt on tiny tasks (a huge credit window) does not let it hoard the long
+// tasks of the next job: queued work is bounded by time once the tasks are timed.
+TEST(Dispatcher, CreditIsBoundedByTimeNotByTheWindowAWorkerLearnt) {
+  ManualClock clock;
+  Dispatcher d(DispatchPolicy{}, clock);
+  JobShape job;
+  job.id = 1;
+  job.entries = {{"sleep", 400, 0, 50000}};
+  d.add_job(job);
+  (void)d.on_hello("a", slots_of("a", 2), 1000);
+  auto first = d.assign();
+  ASSERT_EQ(count_tasks(first), 2u) << "unknown on this worker: one task per slot explores";
+  clock.advance_ms(50);
+  ASSERT_TRUE(d.on_timings("a", {Timing{"sleep", 50000, 2, 100'000'000}}));
+  v1::Ack ack = ack_of(1, first[0].tasks);
+  (void)d.on_ack(ack);
+  // Known now: 50 ms tasks. Two run, and at most about one more waits, whatever the credit.
+  const auto more = d.assign();
+  EXPECT_LE(count_tasks(more), 3u);
+  EXPECT_GE(count_tasks(more), 2u);
+}
+
+// A copy of a straggler is its next attempt: a task that crashes every worker stops at
+// max_attempts even with copies, and its last attempt never gets one.
+TEST(Dispatcher, BackupCopiesCountAsAttemptsAndNeverDuplicateTheLast) {
+  ManualClock clock;
+  DispatchPolicy p;
+  p.max_attempts = 3;
+  p.worker_timeout_ms = 100000;  // the holders never time out in this test
+  Dispatcher d(p, clock);
+  d.add_job(JobShape{1, 0, 0, {{"sleep", 1, 0, 1000}}});
+  (void)d.on_hello("a", slots_of("a", 1), 1);
+  (void)d.on_hello("b", slots_of("b", 1), 1);
+  (void)d.on_hello("c", slots_of("c", 1), 1);
+  for (const char* w : {"a", "b", "c"}) ASSERT_TRUE(d.on_timings(w, {Timing{"sleep", 1000, 1, 1'000'000}}));
+  auto first = d.assign();
+  ASSERT_EQ(count_tasks(first), 1u);
+  EXPECT_EQ(first[0].tasks[0].attempt, 1u);
+  clock.advance_ms(100);  // overdue: 100 ms for a 1 ms task
+  auto copy = d.assign();
+  ASSERT_EQ(count_tasks(copy), 1u);
+  EXPECT_TRUE(copy[0].tasks[0].backup);
+  EXPECT_EQ(copy[0].tasks[0].attempt, 2u);
+  clock.advance_ms(100);
+  EXPECT_TRUE(d.assign().empty()) << "attempt 3 is the last: it runs alone, never as a copy";
+  EXPECT_EQ(d.backups(), 1u);
+  // The copy's result arrives first: the other copy is cancelled where it still runs.
+  v1::Ack ack;
+  ack.set_job_id(1);
+  ack.add_done(0);
+  (void)d.on_ack(ack);
+  const auto cancels = d.take_cancels();
+  EXPECT_EQ(cancels.size(), 2u);
+  EXPECT_TRUE(d.job_done(1));
 }
 
 }  // namespace

@@ -26,7 +26,23 @@
 
 namespace taskfarm::testing {
 
-inline std::string bin(const std::string& name) { return std::string(TASKFARM_BIN_DIR) + "/" + name; }
+// Returns: the path of program `name`: from $TASKFARM_BIN_DIR when set, else next to this test
+// binary or in its ../bin (a bundle copied to another machine), else in the build's bin folder.
+inline std::string bin(const std::string& name) {
+  std::vector<std::filesystem::path> dirs;
+  if (const char* env = std::getenv("TASKFARM_BIN_DIR"); env && *env) dirs.emplace_back(env);
+  std::error_code ec;
+  const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    dirs.push_back(self.parent_path());
+    dirs.push_back(self.parent_path().parent_path() / "bin");
+  }
+  for (const auto& d : dirs) {
+    const auto p = d / name;
+    if (access(p.c_str(), X_OK) == 0) return p.string();
+  }
+  return std::string(TASKFARM_BIN_DIR) + "/" + name;
+}
 
 inline std::string read_file(const std::string& path) {
   std::ifstream in(path);

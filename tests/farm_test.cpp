@@ -216,5 +216,18 @@ TEST(Farm, InterruptingTheVentilatorOrTheSinkEndsTheBatchEverywhere) {
   }
 }
 
+TEST(Farm, VentilatorWithoutWorkersSaysWhereTheyConnectAndGoesOnWhenOneDoes) {
+  Farm farm;
+  auto sink = farm.sink();
+  auto vent = farm.ventilator({"--kernel", "noop", "--tasks", "20"});
+  EXPECT_TRUE(vent.wait_for_log("waits: no worker connected", 10s)) << vent.err();
+  EXPECT_NE(vent.err().find("workers connect to " + farm.tasks_endpoint()), std::string::npos)
+      << vent.err();
+  auto w = farm.worker("late");
+  EXPECT_EXIT_CODE(vent, 0, kBatchTimeout);
+  EXPECT_EXIT_CODE(sink, 0, 10s);
+  EXPECT_EQ(farm.report().tasks_ok(), 20u);
+}
+
 }  // namespace
 }  // namespace taskfarm::testing

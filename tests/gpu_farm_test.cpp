@@ -21,7 +21,10 @@ v1::Report run(Farm& farm, const std::vector<std::vector<std::string>>& workers)
   auto sink = farm.sink();
   std::vector<Process> ws;
   for (size_t i = 0; i < workers.size(); ++i) ws.push_back(farm.worker("w" + std::to_string(i), workers[i]));
-  auto vent = farm.ventilator({"--job", farm.write("job.json", kJob)});
+  // Every worker takes part: a GPU worker needs ~0.6 s to start (context, plugin, cuBLAS)
+  // and a CPU worker alone would finish the batch before it registers.
+  auto vent = farm.ventilator({"--job", farm.write("job.json", kJob), "--min-workers",
+                               std::to_string(workers.size())});
   EXPECT_EXIT_CODE(vent, 0, kBatchTimeout);
   EXPECT_EXIT_CODE(sink, 0, 10s);
   return farm.report();

@@ -14,6 +14,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <random>
@@ -50,8 +51,26 @@ int first_device() {
   return devices.empty() ? 0 : devices.front().index;
 }
 
+// Says once per run why the device tests skip, so each skip needs no more than a short note.
+class GpuEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    if (!no_device_reason().empty()) {
+      std::printf("[  NOTE    ] no CUDA device (%s): the tests that need one skip\n",
+                  no_device_reason().c_str());
+    }
+  }
+};
+[[maybe_unused]] ::testing::Environment* const kGpuEnvironment =
+    ::testing::AddGlobalTestEnvironment(new GpuEnvironment);
+
 #define SKIP_WITHOUT_CUDA_DEVICE() \
-  if (!no_device_reason().empty()) GTEST_SKIP() << "no CUDA device: " << no_device_reason()
+  if (!no_device_reason().empty()) GTEST_SKIP() << "no CUDA device"
+
+// Names for size-parameterised tests ("n4097"), so test names say what they run.
+std::string size_name(const ::testing::TestParamInfo<int64_t>& info) {
+  return "n" + std::to_string(info.param);
+}
 
 KernelOutput cpu(std::string_view kernel, const TaskInput& in) {
   return KernelRegistry::instance().run_cpu(kernel, in);
@@ -202,7 +221,8 @@ TEST_P(InlinePayload, SortMatchesCpuExactly) {
 
 INSTANTIATE_TEST_SUITE_P(Sizes, InlinePayload,
                          ::testing::Values(int64_t{1}, int64_t{3}, int64_t{1000}, int64_t{4097},
-                                           (int64_t{1} << 20) + 3));
+                                           (int64_t{1} << 20) + 3),
+                         size_name);
 
 class InlineSgemm : public GpuTest, public ::testing::WithParamInterface<int64_t> {};
 
@@ -234,7 +254,8 @@ TEST_P(InlineSgemm, MatchesCpuWithinFloatBound) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Sizes, InlineSgemm,
-                         ::testing::Values(int64_t{1}, int64_t{17}, int64_t{129}, int64_t{300}));
+                         ::testing::Values(int64_t{1}, int64_t{17}, int64_t{129}, int64_t{300}),
+                         size_name);
 
 TEST_F(GpuTest, NoopHashesPayloadSize) {
   TaskInput in;

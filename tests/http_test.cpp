@@ -396,11 +396,11 @@ TEST(HttpFarm, GarbageAtTheTaskSocketIsCountedInMetricsAndLoggedWithItsPeer) {
 TEST(HttpFarm, WithCurveKeysThePageNeedsTheTokenTheVentilatorLogs) {
   Farm farm;
   const std::string dir = farm.path("keys"), auth = farm.path("authorized");
-  std::filesystem::create_directories(auth);
-  for (const char* name : {"head", "w0"}) {
+  for (const auto& [name, role] : {std::pair{"head", "head"}, std::pair{"w0", "workers"}}) {
     Process p({bin("taskfarm"), "keygen", name, "--dir", dir}, farm.path(std::string("keygen-") + name));
     ASSERT_EQ(p.wait_for(5s), std::optional<int>(0)) << p.err();
-    std::filesystem::copy_file(dir + "/" + name + ".pub", auth + "/" + name + ".pub");
+    std::filesystem::create_directories(auth + "/" + role);  // keys are authorized by role
+    std::filesystem::copy_file(dir + "/" + name + ".pub", auth + "/" + role + "/" + name + ".pub");
   }
   auto vent = farm.ventilator({"--serve", "--submit", "ipc://" + farm.path("submit"), "--http", "0",
                                "--curve-secret", dir + "/head.key", "--authorized-keys", auth,

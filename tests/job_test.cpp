@@ -7,9 +7,9 @@
 #include <fstream>
 
 #include "common/errors.h"
-#include "ventilator/job.h"
+#include "jobs/job.h"
 
-namespace taskfarm::ventilator {
+namespace taskfarm::jobs {
 namespace {
 
 std::string error_of(const std::string& json) {
@@ -80,8 +80,12 @@ TEST(Job, RejectsBadJobsWithOneLineMessages) {
       {R"({"tasks": [{"kernel": "saxpy", "count": 1, "size": 1000000000000}]})", "1000000000000"},
       {R"({"tasks": [{"kernel": "saxpy", "count": -1}]})", "invalid job"},
       {R"({"tasks": [{"kernel": "saxpy", "count": 1, "colour": "red"}]})", "colour"},
-      {R"({"tasks": [{"kernel": "saxpy", "count": 4294967295}, {"kernel": "noop", "count": 5}]})",
+      {R"({"tasks": [{"kernel": "saxpy", "count": 4294967295, "size": 8}, {"kernel": "noop", "count": 5}]})",
        "more than"},
+      // A missing size is 0 in JSON: an error for every kernel but noop, unless a payload gives it.
+      {R"({"tasks": [{"kernel": "saxpy", "count": 10}]})", "entry 1 (saxpy): needs a size (elements n)"},
+      {R"({"tasks": [{"kernel": "noop", "count": 1}, {"kernel": "sleep", "count": 1, "size": 0}]})",
+       "entry 2 (sleep): needs a size"},
       {R"({"tasks": [{"kernel": "sleep", "count": 1, "payload": "AAAA"}]})", "sleep"},
   };
   for (const auto& c : cases) {
@@ -153,4 +157,4 @@ TEST(Job, SweepsExpandIntoOneTaskPerPoint) {
 }
 
 }  // namespace
-}  // namespace taskfarm::ventilator
+}  // namespace taskfarm::jobs

@@ -10,7 +10,7 @@
 #include <map>
 
 #include "common/errors.h"
-#include "common/files.h"
+#include "common/state_dir.h"
 #include "common/task_ranges.h"
 #include "sink/aggregator.h"
 #include "sink/journal.h"

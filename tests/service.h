@@ -49,11 +49,15 @@ class Service {
     }
   }
 
-  // Runs `taskfarm ARGS...` to completion. Returns: the finished process.
-  Process client(std::vector<std::string> args, const std::string& name = "client") {
+  // Starts `taskfarm ARGS...`. Returns: the running process.
+  Process start_client(std::vector<std::string> args, const std::string& name = "client") {
     std::vector<std::string> full = {bin("taskfarm"), "--server", submit_, "--timeout", "5"};
     full.insert(full.end(), args.begin(), args.end());
-    Process p(full, farm_.path(name));
+    return Process(full, farm_.path(name));
+  }
+  // Runs `taskfarm ARGS...` to completion. Returns: the finished process.
+  Process client(std::vector<std::string> args, const std::string& name = "client") {
+    Process p = start_client(std::move(args), name);
     EXPECT_TRUE(p.wait_for(60s).has_value()) << name << " hung";
     return p;
   }

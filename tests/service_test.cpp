@@ -173,5 +173,147 @@ TEST(Service, PythonClientSubmitsWaitsAndReadsTheReport) {
   EXPECT_EQ(read_report(farm.path("py.json")).tasks_ok(), 60u);
 }
 
+// ---- issue 15: the client in everyday use ----------------------------------------------
+
+// Returns: whether `text` appeared on the process's stdout within `timeout`.
+bool wait_for_output(const Process& p, const std::string& text, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (p.out().find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return false;
+}
+
+constexpr const char* kSlowJob =
+    R"({"name": "slow", "tasks": [{"kernel": "sleep", "count": 80, "size": 100000}]})";
+
+TEST(Service, WaitingClientsStopOnSigintAndSigtermWhileTheJobKeepsRunning) {
+  Farm farm;
+  Service svc(farm, 1);  // 1 worker x 2 threads: the job takes about 4 s
+  auto submit = svc.start_client({"submit", farm.write("slow.json", kSlowJob), "--wait"}, "submit");
+  ASSERT_TRUE(wait_for_output(submit, "submitted ", 10s)) << submit.err();
+  std::string id = submit.out().substr(submit.out().find("submitted ") + 10, 16);
+  std::this_thread::sleep_for(200ms);
+  submit.signal(SIGINT);
+  EXPECT_EQ(submit.wait_for(3s), std::optional<int>(130)) << "Ctrl-C ends --wait:\n" << submit.err();
+  EXPECT_NE(submit.err().find("taskfarm wait " + id), std::string::npos) << submit.err();
+  EXPECT_NE(submit.err().find("taskfarm cancel " + id), std::string::npos) << submit.err();
+
+  auto wait = svc.start_client({"wait", id}, "wait-term");
+  ASSERT_TRUE(wait_for_output(wait, "slow running", 10s)) << wait.out() << wait.err();
+  wait.signal(SIGTERM);
+  EXPECT_EQ(wait.wait_for(3s), std::optional<int>(130)) << "SIGTERM ends wait:\n" << wait.err();
+
+  const auto st = svc.status(id);
+  ASSERT_EQ(st.jobs_size(), 1);
+  EXPECT_NE(st.jobs(0).state(), v1::JOB_CANCELLED) << "the job is not cancelled by a client leaving";
+  auto done = svc.client({"wait", id, "-q", "--report", farm.path("slow.report.json")}, "wait-end");
+  EXPECT_EQ(done.wait_for(0s), std::optional<int>(0)) << done.err();
+  EXPECT_EQ(read_report(farm.path("slow.report.json")).tasks_ok(), 80u);
+}
+
+TEST(Service, StatusListsNewestFirstFiltersAndPrintsNumbers) {
+  Farm farm;
+  Service svc(farm);
+  auto a = svc.client({"submit", farm.write("alpha.json",
+      R"({"name": "alpha-1", "tasks": [{"kernel": "noop", "count": 64}]})"), "--wait", "-q"});
+  EXPECT_EQ(a.wait_for(0s), std::optional<int>(0)) << a.err();
+  const std::string beta = svc.submit(farm.write("beta.json",
+      R"({"name": "beta", "tasks": [{"kernel": "sleep", "count": 200, "size": 20000}]})"));
+
+  auto all = svc.client({"status"}, "status-all");
+  const std::string table = all.out();
+  ASSERT_NE(table.find("beta"), std::string::npos) << table;
+  EXPECT_LT(table.find("beta"), table.find("alpha-1")) << "newest first:\n" << table;
+
+  auto json = svc.client({"status", "--json", "--name", "alpha*"}, "status-json");
+  EXPECT_NE(json.out().find(R"("done":64)"), std::string::npos) << json.out();
+  EXPECT_NE(json.out().find(R"("total":64)"), std::string::npos) << json.out();
+  EXPECT_EQ(json.out().find("beta"), std::string::npos) << json.out();
+  v1::StatusReply parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json.out(), &parsed).ok()) << json.out();
+  ASSERT_EQ(parsed.jobs_size(), 1);
+  EXPECT_EQ(parsed.jobs(0).done(), 64u);
+
+  auto running = svc.client({"status", "--state", "running", "--json"}, "status-running");
+  parsed.Clear();
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(running.out(), &parsed).ok()) << running.out();
+  ASSERT_EQ(parsed.jobs_size(), 1) << running.out();
+  EXPECT_EQ(parsed.jobs(0).job_id(), beta);
+  auto none = svc.client({"status", "--state", "failed", "--json"}, "status-failed");
+  EXPECT_EQ(none.out(), "{\"jobs\":[],\"error\":\"\"}\n");
+  auto bad = svc.client({"status", "--state", "runing"}, "status-bad");
+  EXPECT_EQ(bad.wait_for(0s), std::optional<int>(1));
+  auto end = svc.client({"wait", beta, "-q"}, "wait-beta");
+  EXPECT_EQ(end.wait_for(0s), std::optional<int>(0)) << end.err();
+}
+
+TEST(Service, WorkersListsTheConnectedWorkersAndTheirJobs) {
+  Farm farm;
+  Service svc(farm);
+  v1::WorkersReply reply;
+  // Both workers register at once; then the long job spreads over them.
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  do {
+    auto p = svc.client({"workers", "--json"}, "workers-idle");
+    reply.Clear();
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(p.out(), &reply).ok()) << p.out() << p.err();
+  } while (reply.workers_size() < 2 && std::chrono::steady_clock::now() < deadline);
+  ASSERT_EQ(reply.workers_size(), 2);
+  for (const auto& w : reply.workers()) {
+    EXPECT_TRUE(w.id() == "w0" || w.id() == "w1") << w.id();
+    EXPECT_EQ(w.slots(), 2u);
+    EXPECT_EQ(w.device(), "cpu");
+    EXPECT_FALSE(w.host().empty());
+    EXPECT_EQ(w.busy(), 0u);
+    EXPECT_EQ(w.jobs_size(), 0);
+  }
+  const std::string id = svc.submit(farm.write("long.json",
+      R"({"name": "long", "tasks": [{"kernel": "sleep", "count": 80, "size": 50000}]})"));
+  bool busy = false;
+  for (int i = 0; i < 50 && !busy; ++i) {
+    auto p = svc.client({"workers", "--json"}, "workers-busy");
+    reply.Clear();
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(p.out(), &reply).ok()) << p.out();
+    busy = reply.workers_size() == 2;
+    for (const auto& w : reply.workers()) {
+      busy = busy && w.busy() == 2 && w.held() >= 2 && w.jobs_size() == 1 &&
+             w.jobs(0).name() == "long" && w.jobs(0).job_id() == id;
+    }
+    if (!busy) std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_TRUE(busy) << reply.DebugString();
+  auto table = svc.client({"workers"}, "workers-table");
+  EXPECT_NE(table.out().find("long ("), std::string::npos) << table.out();
+  auto end = svc.client({"wait", id, "-q"}, "wait-long");
+  EXPECT_EQ(end.wait_for(0s), std::optional<int>(0)) << end.err();
+}
+
+TEST(Service, CancelSaysWhatItDidAndWaitShowsThePartialReportWithItsRate) {
+  Farm farm;
+  Service svc(farm);
+  const std::string id = svc.submit(farm.write(
+      "long.json", R"({"name": "long", "tasks": [{"kernel": "sleep", "count": 2000, "size": 10000}]})"));
+  std::this_thread::sleep_for(800ms);
+  auto c = svc.client({"cancel", id});
+  EXPECT_EQ(c.wait_for(0s), std::optional<int>(0)) << c.err();
+  EXPECT_NE(c.out().find("cancelled job 'long' (" + id + ") at "), std::string::npos) << c.out();
+  EXPECT_NE(c.out().find("/2000 tasks"), std::string::npos) << c.out();
+
+  auto w = svc.client({"wait", id, "--report", farm.path("partial.json")});
+  EXPECT_EQ(w.wait_for(0s), std::optional<int>(2)) << w.err();
+  EXPECT_NE(w.out().find("job long (" + id + ")"), std::string::npos) << "the table:\n" << w.out();
+  EXPECT_NE(w.out().find("cancelled at"), std::string::npos) << w.out();
+  const auto partial = read_report(farm.path("partial.json"));
+  EXPECT_EQ(partial.state(), "cancelled");
+  EXPECT_GT(partial.tasks_ok(), 0u);
+  EXPECT_LT(partial.tasks_ok(), 2000u);
+  const auto st = svc.status(id);
+  ASSERT_EQ(st.jobs_size(), 1);
+  EXPECT_GT(st.jobs(0).tasks_per_s(), 0) << "a cancelled job shows the rate it ran at";
+  EXPECT_EQ(st.jobs(0).done(), partial.tasks_ok() + partial.tasks_failed());
+}
+
 }  // namespace
 }  // namespace taskfarm::testing

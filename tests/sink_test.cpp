@@ -6,6 +6,7 @@
 #include <iterator>
 #include <random>
 
+#include "common/report.h"
 #include "sink/aggregator.h"
 
 namespace taskfarm::sink {

@@ -3,10 +3,44 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <bit>
+#include <cmath>
+#include <limits>
+#include <tuple>
 
 #include "common/log.h"
+#include "ventilator/split.h"
+#include "common/text.h"
 
 namespace taskfarm::ventilator {
+namespace {
+
+// Before any worker has timed a class, its tasks are planned as taking this long.
+constexpr double kUnknownTaskMs = 1.0;
+// Plans are re-solved at least this often (and at once after a worker or job comes or goes).
+constexpr int64_t kReplanNs = 20'000'000;
+// A worker takes a task it would finish up to this much after the plan's end (estimates err).
+constexpr double kPlanSlack = 1.10;
+constexpr double kPlanSlackMs = 0.5;
+// A backup copy goes to a worker that would finish the task this much sooner than its holder
+// (twice as fast and 2 ms sooner), or when its holder is overdue (three times its estimate
+// and 10 ms late: scheduling noise on a busy machine is not a straggler).
+constexpr double kBackupGain = 2.0;
+constexpr double kBackupSlackMs = 2.0;
+constexpr double kOverdueFactor = 3.0;
+constexpr double kOverdueSlackMs = 10.0;
+constexpr int64_t kBackupScanNs = 10'000'000;  // at most one scan per idle worker this often
+
+uint64_t count_in(const RangeSet& set, uint64_t first, uint64_t end) {
+  uint64_t n = 0;
+  for (const auto& [b, e] : set.range_map()) {
+    if (e <= first || b >= end) continue;
+    n += std::min(e, end) - std::max(b, first);
+  }
+  return n;
+}
+
+}  // namespace
 
 Dispatcher::Group& Dispatcher::Job::group_of(uint64_t task_id) {
   // Last group whose first id is <= task_id (groups are few: a linear scan from the back).
@@ -29,17 +63,78 @@ uint32_t Dispatcher::intern(const std::string& kernel) {
   return it->second;
 }
 
+uint64_t Dispatcher::class_of(uint32_t kernel, int64_t size) {
+  // Sizes within a factor of two cost about the same: the class is the size's bit width.
+  const int size_class = size <= 0 ? 0 : std::bit_width(static_cast<uint64_t>(size));
+  return (uint64_t{kernel} << 8) | static_cast<uint64_t>(size_class);
+}
+
 bool Dispatcher::can_run(const Worker& w, const Group& g) {
   return g.kernel == kAnyKernel || w.offers_all ||
          (g.kernel < w.kernels.size() && w.kernels[g.kernel]);
 }
 
-void Dispatcher::release(const Entry& e) {
+double Dispatcher::estimate(const Worker& w, uint64_t cls) const {
+  auto it = w.estimates.find(cls);
+  return it != w.estimates.end() && it->second.samples > 0 ? it->second.ms : -1;
+}
+
+double Dispatcher::prior(uint64_t cls) const {
+  double best = -1;
+  for (const auto& [id, w] : workers_) {
+    const double e = estimate(w, cls);
+    if (e > 0 && (best < 0 || e < best)) best = e;
+  }
+  return best;
+}
+
+Dispatcher::Worker* Dispatcher::holder(uint32_t slot) {
+  auto w = slot_to_worker_.find(slot);
+  return w == slot_to_worker_.end() ? nullptr : &workers_.at(w->second);
+}
+
+void Dispatcher::hold(Worker& w, Entry& e, const Group& g, int64_t now) {
+  double cost = estimate(w, g.cls);
+  bool exploring = false;
+  if (cost <= 0) {
+    const double p = prior(g.cls);
+    cost = p > 0 ? p : kUnknownTaskMs;
+    exploring = true;
+    ++w.exploring[g.cls];
+  }
+  e.state = State::kAssigned;
+  e.slot = w.slot;
+  e.since_ns = now;
+  e.cost_ms = static_cast<float>(exploring ? -cost : cost);  // negative: an exploration
+  w.backlog_ms += cost;
+  ++w.held;
+}
+
+void Dispatcher::release_backup(Entry& e) {
+  if (e.backup_slot == 0) return;
+  if (Worker* w = holder(e.backup_slot)) {
+    w->backlog_ms = std::max(0.0, w->backlog_ms - e.backup_cost_ms);
+    if (--w->held == 0) w->draining = w->isolated = false;
+  }
+  e.backup_slot = 0;
+  e.backup_cost_ms = 0;
+}
+
+void Dispatcher::release(Entry& e) {
   if (e.state != State::kAssigned) return;
-  auto w = slot_to_worker_.find(e.slot);
-  if (w == slot_to_worker_.end()) return;
-  Worker& holder = workers_.at(w->second);
-  if (--holder.held == 0) holder.draining = holder.isolated = false;
+  release_backup(e);
+  Worker* w = holder(e.slot);
+  if (w == nullptr) return;
+  const double cost = std::fabs(e.cost_ms);
+  w->backlog_ms = std::max(0.0, w->backlog_ms - cost);
+  w->completed_ms = std::max(0.0, w->completed_ms - cost);
+  // Explorations are counted until the class's first timing arrives (on_timings) or the
+  // worker holds nothing.
+  if (--w->held == 0) {
+    w->draining = w->isolated = false;
+    w->exploring.clear();  // nothing held: nothing being explored
+    w->backlog_ms = w->completed_ms = 0;  // no drift between estimates and what ran
+  }
 }
 
 void Dispatcher::requeue(Job& job, uint64_t task_id, Entry& e) {
@@ -52,13 +147,6 @@ void Dispatcher::requeue(Job& job, uint64_t task_id, Entry& e) {
   }
 }
 
-void Dispatcher::skip_done(const Job& job, Group& g) {
-  const auto& ranges = job.done->range_map();
-  // Cheap in the common case: every acknowledged task was issued before the fresh ones.
-  if (ranges.empty() || ranges.rbegin()->second <= g.next_fresh) return;
-  g.next_fresh = std::min(g.end, job.done->next_missing(g.next_fresh));
-}
-
 Dispatcher::Dispatcher(DispatchPolicy policy, const Clock& clock)
     : policy_(policy), clock_(clock) {}
 
@@ -67,36 +155,37 @@ void Dispatcher::add_job(const JobShape& shape) {
   job.id = shape.id;
   job.priority = shape.priority;
   job.max_attempts = shape.max_attempts > 0 ? shape.max_attempts : policy_.max_attempts;
+  job.min_workers = shape.min_workers;
+  job.done = shape.done;
   uint64_t first = 0;
   for (const auto& e : shape.entries) {
     if (e.count == 0) continue;
     Group g;
     g.kernel = intern(e.kernel);
+    g.cls = class_of(g.kernel, e.size);
     g.first = g.next_fresh = first;
     g.end = first + e.count;
+    g.unissued = e.count - count_in(job.done, g.first, g.end);
     g.task_bytes = e.task_bytes;
     first = g.end;
     job.groups.push_back(std::move(g));
   }
   job.total = first;
-  if (job.groups.empty()) job.groups.push_back(Group{});  // an empty job: done at once
-  if (shape.done) {
-    job.done = shape.done;
-  } else {
-    job.own_done = std::make_unique<RangeSet>();
-    job.done = job.own_done.get();
-  }
-  for (const auto& [begin, end] : job.done->range_map()) {
-    if (begin < job.total) job.acked += std::min(end, job.total) - begin;
-  }
+  job.acked = std::min(job.done.size(), job.total);
   job.failed = shape.failed;
-  for (auto& g : job.groups) skip_done(job, g);
+  if (job.groups.empty()) job.groups.push_back(Group{});  // an empty job: done at once
   jobs_.insert_or_assign(shape.id, std::move(job));
+  replan_ = true;
 }
 
 void Dispatcher::add_job(uint64_t job_id, uint64_t total, int32_t priority,
                          uint32_t max_attempts, uint64_t task_bytes) {
-  add_job(JobShape{job_id, priority, max_attempts, {{"", total, task_bytes}}});
+  JobShape shape;
+  shape.id = job_id;
+  shape.priority = priority;
+  shape.max_attempts = max_attempts;
+  shape.entries = {{"", total, task_bytes, 0}};
+  add_job(shape);
 }
 
 void Dispatcher::remove_job(uint64_t job_id) {
@@ -104,6 +193,7 @@ void Dispatcher::remove_job(uint64_t job_id) {
   if (it == jobs_.end()) return;
   for (auto& [id, e] : it->second.open) release(e);
   jobs_.erase(it);
+  replan_ = true;
 }
 
 bool Dispatcher::job_done(uint64_t job_id) const {
@@ -125,6 +215,15 @@ size_t Dispatcher::unresolved() const {
   return n;
 }
 
+bool Dispatcher::min_workers_met(const Job& job) const {
+  if (job.min_workers == 0) return true;
+  size_t live = 0;
+  for (const auto& [id, w] : workers_) live += w.leaving ? 0 : 1;
+  return live >= job.min_workers;
+}
+
+// ------------------------------------------------------------------ workers
+
 std::vector<GiveUp> Dispatcher::on_hello(const std::string& worker, const v1::WorkerInfo& info,
                                          uint32_t credit) {
   std::vector<GiveUp> give_ups;
@@ -142,6 +241,7 @@ std::vector<GiveUp> Dispatcher::on_hello(const std::string& worker, const v1::Wo
   w.credit = credit;
   w.leaving = false;
   w.last_seen_ns = clock_.steady_ns();
+  w.slots = info.slots();
   w.offers_all = info.kernels().empty();
   w.kernels.assign(kernel_names_.size(), false);
   for (const auto& k : info.kernels()) {
@@ -150,6 +250,7 @@ std::vector<GiveUp> Dispatcher::on_hello(const std::string& worker, const v1::Wo
     if (id >= w.kernels.size()) w.kernels.resize(id + 1, false);
     w.kernels[id] = true;
   }
+  replan_ = true;
   return give_ups;
 }
 
@@ -172,6 +273,9 @@ std::string Dispatcher::waiting_reason(uint64_t job_id) const {
   if (!work) return "";
   size_t live = 0;
   for (const auto& [id, w] : workers_) live += w.leaving ? 0 : 1;
+  if (live < job.min_workers) {
+    return fmt::format("waiting for {} workers ({} connected)", job.min_workers, live);
+  }
   if (live == 0) return "no worker connected";
   for (const auto& g : job.groups) {
     if ((g.has_work() || !g.last_chance.empty()) && !offered(kernel_names_[g.kernel])) {
@@ -200,6 +304,42 @@ bool Dispatcher::on_heartbeat(const std::string& worker) {
   return true;
 }
 
+bool Dispatcher::on_timings(const std::string& worker, const std::vector<Timing>& timings) {
+  auto it = workers_.find(worker);
+  if (it == workers_.end()) return false;
+  Worker& w = it->second;
+  for (const auto& t : timings) {
+    if (t.count == 0 || t.kernel.size() > 64) continue;
+    auto k = kernel_ids_.find(t.kernel);
+    if (k == kernel_ids_.end()) continue;  // a kernel no job of ours runs
+    const uint64_t cls = class_of(k->second, t.size);
+    const double sample = static_cast<double>(t.busy_ns) / t.count * 1e-6;
+    if (!std::isfinite(sample) || sample < 0 || sample > 86'400'000.0) continue;
+    Estimate& e = w.estimates[cls];
+    // An average weighted towards recent tasks: machines speed up (caches) and slow down
+    // (thermal limits, neighbours); a batch of many tasks counts more than one.
+    const double weight = std::min(0.5, 0.1 * t.count);
+    e.ms = e.samples == 0 ? sample : (1 - weight) * e.ms + weight * sample;
+    e.samples += t.count;
+    // Done, though not acknowledged yet: its slots are free for what comes next.
+    w.completed_ms = std::min(w.backlog_ms, w.completed_ms + static_cast<double>(t.busy_ns) * 1e-6);
+    if (auto x = w.exploring.find(cls); x != w.exploring.end()) {
+      w.exploring.erase(x);  // known now: the plan takes over
+      replan_ = true;
+    }
+  }
+  return true;
+}
+
+double Dispatcher::estimate_ms(const std::string& worker, const std::string& kernel,
+                               int64_t size) const {
+  auto it = workers_.find(worker);
+  auto k = kernel_ids_.find(kernel);
+  if (it == workers_.end() || k == kernel_ids_.end()) return 0;
+  const double e = estimate(it->second, class_of(k->second, size));
+  return e > 0 ? e : 0;
+}
+
 void Dispatcher::on_goodbye(const std::string& worker, const v1::Goodbye& goodbye) {
   auto it = workers_.find(worker);
   if (it == workers_.end()) return;
@@ -207,25 +347,98 @@ void Dispatcher::on_goodbye(const std::string& worker, const v1::Goodbye& goodby
   w.leaving = true;
   w.credit = 0;
   w.last_seen_ns = clock_.steady_ns();
+  replan_ = true;
   for (const auto& ref : goodbye.returned()) {
     auto j = jobs_.find(ref.job_id());
-    if (j == jobs_.end()) continue;
-    auto e = j->second.open.find(ref.task_id());
-    if (e == j->second.open.end() || e->second.state != State::kAssigned ||
-        e->second.slot != w.slot) {
-      continue;
-    }
-    release(e->second);
-    requeue(j->second, ref.task_id(), e->second);  // never started: same attempt again
+    if (j != jobs_.end()) give_back(w, j->second, ref.task_id());
   }
+}
+
+void Dispatcher::give_back(Worker& w, Job& job, uint64_t task_id) {
+  auto e = job.open.find(task_id);
+  if (e == job.open.end() || e->second.state != State::kAssigned) return;
+  Entry& entry = e->second;
+  if (entry.backup_slot == w.slot) {
+    release_backup(entry);  // its copy: the other holder still runs the task
+  } else if (entry.slot == w.slot) {
+    if (entry.backup_slot != 0) {
+      // The copy carries on as the task.
+      Worker* b = holder(entry.backup_slot);
+      const uint32_t backup = entry.backup_slot;
+      const float cost = entry.backup_cost_ms;
+      entry.backup_slot = 0;
+      entry.backup_cost_ms = 0;
+      release(entry);
+      if (b != nullptr) {
+        entry.state = State::kAssigned;
+        entry.slot = backup;
+        entry.cost_ms = cost;
+      } else {
+        requeue(job, task_id, entry);
+      }
+    } else {
+      release(entry);
+      requeue(job, task_id, entry);  // not the task's fault: same attempt again
+    }
+  }
+}
+
+std::map<uint64_t, std::vector<uint64_t>> Dispatcher::leases_of(const std::string& worker) const {
+  std::map<uint64_t, std::vector<uint64_t>> out;
+  auto w = workers_.find(worker);
+  if (w == workers_.end() || w->second.held == 0) return out;
+  const uint32_t slot = w->second.slot;
+  for (const auto& [jid, job] : jobs_) {
+    for (const auto& [tid, e] : job.open) {
+      if (e.state == State::kAssigned && (e.slot == slot || e.backup_slot == slot)) {
+        out[jid].push_back(tid);
+      }
+    }
+  }
+  for (auto& [jid, ids] : out) std::sort(ids.begin(), ids.end());
+  return out;
+}
+
+void Dispatcher::not_held(const std::string& worker, uint64_t job_id,
+                          const std::vector<uint64_t>& ids) {
+  auto w = workers_.find(worker);
+  auto j = jobs_.find(job_id);
+  if (w == workers_.end() || j == jobs_.end()) return;
+  for (uint64_t id : ids) give_back(w->second, j->second, id);
+  replan_ = true;
 }
 
 std::vector<GiveUp> Dispatcher::on_unreachable(const std::string& worker) {
   // A worker that said goodbye closes its connection right after its last results: give the
   // sink's acks for them until the usual timeout before re-issuing anything.
   auto it = workers_.find(worker);
-  if (it != workers_.end() && it->second.leaving) return {};
+  if (it == workers_.end() || it->second.leaving) return {};
+  log::warn("worker {} lost: its connection closed, re-issuing its {} tasks", it->second.info.id(),
+            it->second.held);
+  ++workers_lost_;
   return drop_worker(worker, "connection closed");
+}
+
+std::vector<Dispatcher::WorkerView> Dispatcher::worker_table() const {
+  std::vector<WorkerView> out;
+  std::unordered_map<uint32_t, size_t> by_slot;
+  const int64_t now = clock_.steady_ns();
+  for (const auto& [id, w] : workers_) {
+    by_slot[w.slot] = out.size();
+    WorkerView v;
+    v.info = w.info;
+    v.held = w.held;
+    v.idle_s = static_cast<double>(now - w.last_seen_ns) * 1e-9;
+    v.leaving = w.leaving;
+    out.push_back(std::move(v));
+  }
+  for (const auto& [job_id, job] : jobs_) {
+    for (const auto& [task_id, e] : job.open) {
+      if (e.state != State::kAssigned) continue;
+      if (auto it = by_slot.find(e.slot); it != by_slot.end()) ++out[it->second].held_by_job[job_id];
+    }
+  }
+  return out;
 }
 
 std::vector<Dispatcher::WorkerSummary> Dispatcher::worker_summaries() const {
@@ -240,35 +453,6 @@ std::vector<Dispatcher::WorkerSummary> Dispatcher::worker_summaries() const {
 uint64_t Dispatcher::job_in_flight(uint64_t job_id) const {
   auto it = jobs_.find(job_id);
   return it == jobs_.end() ? 0 : it->second.open.size();
-}
-
-std::map<uint64_t, std::vector<uint64_t>> Dispatcher::leases_of(const std::string& worker) const {
-  std::map<uint64_t, std::vector<uint64_t>> out;
-  auto w = workers_.find(worker);
-  if (w == workers_.end() || w->second.held == 0) return out;
-  for (const auto& [jid, job] : jobs_) {
-    for (const auto& [tid, e] : job.open) {
-      if (e.state == State::kAssigned && e.slot == w->second.slot) out[jid].push_back(tid);
-    }
-  }
-  for (auto& [jid, ids] : out) std::sort(ids.begin(), ids.end());
-  return out;
-}
-
-void Dispatcher::not_held(const std::string& worker, uint64_t job_id,
-                          const std::vector<uint64_t>& ids) {
-  auto w = workers_.find(worker);
-  auto j = jobs_.find(job_id);
-  if (w == workers_.end() || j == jobs_.end()) return;
-  for (uint64_t id : ids) {
-    auto e = j->second.open.find(id);
-    if (e == j->second.open.end() || e->second.state != State::kAssigned ||
-        e->second.slot != w->second.slot) {
-      continue;
-    }
-    release(e->second);
-    requeue(j->second, id, e->second);  // lost with the sink, not the task's fault: same attempt
-  }
 }
 
 std::vector<std::string> Dispatcher::worker_ids() const {
@@ -301,7 +485,19 @@ std::vector<GiveUp> Dispatcher::drop_worker(const std::string& worker, const std
   if (it->second.held > 0) {
     for (auto& [jid, job] : jobs_) {
       for (auto& [tid, e] : job.open) {
-        if (e.state == State::kAssigned && e.slot == slot) {
+        if (e.state != State::kAssigned) continue;
+        if (e.backup_slot == slot) {
+          release_backup(e);  // only its copy was lost
+        } else if (e.slot == slot && e.backup_slot != 0) {
+          // The copy on another worker carries on as the task: nothing is lost.
+          const uint32_t backup = e.backup_slot;
+          const float cost = e.backup_cost_ms;
+          e.backup_slot = 0;
+          e.backup_cost_ms = 0;
+          e.slot = backup;
+          e.cost_ms = cost;
+          e.since_ns = clock_.steady_ns();
+        } else if (e.slot == slot) {
           lose(job, tid, e, fmt::format("worker {} lost ({})", name, why), give_ups);
         }
       }
@@ -309,6 +505,7 @@ std::vector<GiveUp> Dispatcher::drop_worker(const std::string& worker, const std
   }
   slot_to_worker_.erase(slot);
   workers_.erase(it);
+  replan_ = true;
   return give_ups;
 }
 
@@ -320,17 +517,27 @@ std::vector<GiveUp> Dispatcher::on_ack(const v1::Ack& ack) {
   for (uint64_t id : ack.done()) {
     auto e = job.open.find(id);
     if (e == job.open.end()) {
-      // A duplicate ack, or a task this dispatcher never issued: one finished by a worker of
-      // the ventilator's previous life (restarts). Not to be issued now.
-      if (id < job.total && job.done->insert(id)) {
-        ++job.acked;
-        skip_done(job, job.group_of(id));
+      // A duplicate ack, or (restarts) a task this dispatcher has not issued yet that a worker
+      // of the ventilator's previous life finished: not to be issued now.
+      if (id < job.total) {
+        Group& g = job.group_of(id);
+        if (id >= g.next_fresh && g.unissued > 0 && job.done.insert(id)) {
+          ++job.acked;
+          --g.unissued;
+        }
       }
       continue;
     }
+    if (e->second.state == State::kAssigned && e->second.backup_slot != 0) {
+      // Two copies ran: whichever is still going is not needed any more.
+      for (uint32_t s : {e->second.slot, e->second.backup_slot}) {
+        auto w = slot_to_worker_.find(s);
+        if (w != slot_to_worker_.end()) cancels_.push_back(Cancel{w->second, job.id, id});
+      }
+    }
     release(e->second);
     job.open.erase(e);
-    if (job.done->insert(id)) ++job.acked;
+    ++job.acked;
   }
   for (uint64_t id : ack.failed()) {
     (void)id;
@@ -339,36 +546,173 @@ std::vector<GiveUp> Dispatcher::on_ack(const v1::Ack& ack) {
   for (uint64_t id : ack.retry()) {
     auto e = job.open.find(id);
     if (e == job.open.end() || e->second.state != State::kAssigned) continue;
+    if (e->second.backup_slot != 0) {
+      // One copy failed; the other is not trusted to do better: both go, the task retries.
+      for (uint32_t s : {e->second.slot, e->second.backup_slot}) {
+        auto w = slot_to_worker_.find(s);
+        if (w != slot_to_worker_.end()) cancels_.push_back(Cancel{w->second, job.id, id});
+      }
+    }
     release(e->second);
     lose(job, id, e->second, "the sink asked for another attempt", give_ups);
   }
   return give_ups;
 }
 
-std::pair<Dispatcher::Job*, Dispatcher::Group*> Dispatcher::pick(const Worker& w) {
-  // Highest priority first; among equals, the job with the fewest open tasks (fair share).
-  // Only groups whose kernel the worker offers count.
-  Job* best = nullptr;
-  Group* best_group = nullptr;
+std::vector<Cancel> Dispatcher::take_cancels() { return std::exchange(cancels_, {}); }
+
+// ------------------------------------------------------------------ the scheduler
+
+void Dispatcher::plan(int64_t now) {
+  if (!replan_ && now - planned_at_ns_ < kReplanNs) return;
+  planned_at_ns_ = now;
+  replan_ = false;
+  plans_.clear();
+  std::vector<Worker*> pool;
+  for (auto& [id, w] : workers_) {
+    if (!w.leaving) pool.push_back(&w);
+  }
+  if (pool.empty()) return;
+  std::map<int32_t, std::vector<std::pair<Job*, size_t>>> levels;
   for (auto& [id, job] : jobs_) {
-    if (best && (job.priority < best->priority ||
-                 (job.priority == best->priority && job.open.size() >= best->open.size()))) {
-      continue;
-    }
-    const bool window_full = job.open.size() >= policy_.window;
-    for (auto& g : job.groups) {
-      if (!can_run(w, g) || !g.has_work()) continue;
-      if (window_full && g.requeued.empty()) continue;  // only re-issues fit in a full window
-      best = &job;
-      best_group = &g;
-      break;
+    if (!min_workers_met(job)) continue;
+    for (size_t g = 0; g < job.groups.size(); ++g) {
+      if (job.groups[g].pending() > 0) levels[job.priority].emplace_back(&job, g);
     }
   }
-  return {best, best_group};
+  for (auto& [priority, groups] : levels) {
+    std::vector<std::vector<double>> cost(pool.size(), std::vector<double>(groups.size()));
+    std::vector<double> backlog(pool.size()), count(groups.size());
+    for (size_t w = 0; w < pool.size(); ++w) {
+      backlog[w] = pool[w]->queue_wall_ms();
+      for (size_t g = 0; g < groups.size(); ++g) {
+        const Group& grp = groups[g].first->groups[groups[g].second];
+        if (!can_run(*pool[w], grp)) {
+          cost[w][g] = kCannotRun;
+          continue;
+        }
+        double e = estimate(*pool[w], grp.cls);
+        if (e <= 0) e = prior(grp.cls);
+        if (e <= 0) e = kUnknownTaskMs;
+        cost[w][g] = e / std::max<uint32_t>(pool[w]->slots, 1);
+      }
+    }
+    for (size_t g = 0; g < groups.size(); ++g) {
+      count[g] = static_cast<double>(groups[g].first->groups[groups[g].second].pending());
+    }
+    const SplitPlan split = plan_split(cost, backlog, count);
+    if (!split.feasible) continue;  // a kernel nobody offers: no plan, no guard
+    LevelPlan& lp = plans_[priority];
+    lp.end_ms = split.makespan;
+    for (size_t w = 0; w < pool.size(); ++w) {
+      for (size_t g = 0; g < groups.size(); ++g) {
+        if (split.tasks[w][g] <= 0 || count[g] <= 0) continue;
+        lp.share[{pool[w]->slot, groups[g].first->id, groups[g].second}] =
+            split.tasks[w][g] / count[g];
+      }
+    }
+  }
+}
+
+std::pair<Dispatcher::Job*, Dispatcher::Group*> Dispatcher::pick(Worker& w, int64_t now) {
+  const double since_plan_ms = static_cast<double>(now - planned_at_ns_) * 1e-6;
+  // Priority levels from the highest: a lower one only gets what the higher ones leave.
+  int64_t level = INT64_MAX;
+  for (;;) {
+    // The next level down that has work.
+    int64_t next = INT64_MIN;
+    for (const auto& [id, job] : jobs_) {
+      if (job.priority < level && job.priority > next) next = job.priority;
+    }
+    if (next == INT64_MIN) return {nullptr, nullptr};
+    level = next;
+    const auto plan_it = plans_.find(static_cast<int32_t>(level));
+    const LevelPlan* lp = plan_it == plans_.end() ? nullptr : &plan_it->second;
+    Job* best_job = nullptr;
+    size_t best_g = 0;
+    std::tuple<int, double, size_t, size_t> best_key{};
+    for (auto& [id, job] : jobs_) {
+      if (job.priority != level || !min_workers_met(job)) continue;
+      const bool window_full = job.open.size() >= policy_.window;
+      for (size_t gi = 0; gi < job.groups.size(); ++gi) {
+        Group& g = job.groups[gi];
+        if (!can_run(w, g) || !g.has_work()) continue;
+        if (window_full && g.requeued.empty()) continue;  // only re-issues fit a full window
+        const double est = estimate(w, g.cls);
+        double share = 0;
+        if (lp) {
+          auto s = lp->share.find({w.slot, job.id, gi});
+          if (s != lp->share.end()) share = s->second;
+        }
+        int rank;
+        if (w.slots == 0) {
+          rank = 1;  // a worker that does not say its slots: credit alone rules
+        } else if (est <= 0) {
+          // Not timed on this worker yet: one task per slot finds out.
+          auto x = w.exploring.find(g.cls);
+          if (x != w.exploring.end() && x->second >= w.slots) continue;
+          rank = 0;
+        } else {
+          // Not a task it would finish after the plan's end when another worker would finish
+          // it sooner (dmda's rule): the slow worker leaves the tail to the fast one.
+          if (lp) {
+            const double remaining = std::max(0.0, lp->end_ms - since_plan_ms);
+            const double finish = w.queue_wall_ms() + est;
+            if (finish > remaining * kPlanSlack + kPlanSlackMs) {
+              double sooner = std::numeric_limits<double>::infinity();
+              for (const auto& [oid, o] : workers_) {
+                if (&o == &w || o.leaving || !can_run(o, g)) continue;
+                const double oe = estimate(o, g.cls);
+                if (oe > 0) sooner = std::min(sooner, o.queue_wall_ms() + oe);
+              }
+              if (sooner < finish) continue;
+            }
+          }
+          rank = share > 0 ? 1 : 2;
+        }
+        // Order: explorations, then the groups the plan gives this worker (where it matters
+        // most first), then the others; among equals the job with the fewest tasks out.
+        const std::tuple<int, double, size_t, size_t> key{rank, -std::round(share * 8),
+                                                          job.open.size(), gi};
+        if (!best_job || key < best_key) {
+          best_job = &job;
+          best_g = gi;
+          best_key = key;
+        }
+      }
+    }
+    if (best_job) {
+      // Queued work is bounded by time, not by the credit the worker offers: a task per slot
+      // and a little more (policy_.queue_ms of small tasks, a quarter of a long one). A worker
+      // full for the group it should run next waits: it does not take a worse one instead.
+      const Group& g = best_job->groups[best_g];
+      const double est = estimate(w, g.cls);
+      if (w.slots > 0 && est > 0 &&
+          w.queue_wall_ms() > est + std::max(policy_.queue_ms, 0.25 * est)) {
+        return {nullptr, nullptr};
+      }
+      return {best_job, &best_job->groups[best_g]};
+    }
+  }
+}
+
+std::optional<uint64_t> Dispatcher::next_fresh(Job& job, Group& g) {
+  while (g.next_fresh < g.end) {
+    const uint64_t id = job.done.size() == 0 ? g.next_fresh : job.done.next_missing(g.next_fresh);
+    if (id >= g.end) break;
+    g.next_fresh = id + 1;
+    --g.unissued;
+    return id;
+  }
+  g.next_fresh = g.end;
+  g.unissued = 0;
+  return std::nullopt;
 }
 
 std::vector<Assignment> Dispatcher::assign() {
   std::vector<Assignment> out;
+  const int64_t now = clock_.steady_ns();
+  plan(now);
   // Most credit first: the idlest worker gets work first.
   std::vector<std::pair<int64_t, std::map<std::string, Worker>::iterator>> order;
   for (auto it = workers_.begin(); it != workers_.end(); ++it) {
@@ -376,7 +720,6 @@ std::vector<Assignment> Dispatcher::assign() {
   }
   std::sort(order.begin(), order.end(),
             [](const auto& a, const auto& b) { return a.first > b.first; });
-  const int64_t now = clock_.steady_ns();
   // A last attempt needs an idle worker that can run it: reserve the least busy one if none
   // is idle.
   bool last_chance_waiting = false;
@@ -409,10 +752,9 @@ std::vector<Assignment> Dispatcher::assign() {
     const int64_t want = std::min<int64_t>(w.credit, policy_.max_batch);
     uint64_t bytes = 0;  // payload bytes in this message so far
     while (static_cast<int64_t>(a.tasks.size()) < want) {
-      auto [job, group] = pick(w);
+      auto [job, group] = pick(w, now);
       if (!job) break;
       if (!a.tasks.empty() && bytes + group->task_bytes > policy_.max_batch_bytes) break;
-      bytes += group->task_bytes;
       uint64_t id;
       Entry* e;
       if (!group->requeued.empty()) {
@@ -422,18 +764,20 @@ std::vector<Assignment> Dispatcher::assign() {
         if (f == job->open.end() || f->second.state != State::kQueued) continue;  // stale
         e = &f->second;
       } else {
-        id = group->next_fresh++;
-        skip_done(*job, *group);
-        e = &job->open.emplace(id, Entry{State::kQueued, 1, 0, 0}).first->second;
+        const auto fresh = next_fresh(*job, *group);
+        if (!fresh) continue;
+        id = *fresh;
+        e = &job->open.emplace(id, Entry{State::kQueued, 1, 0, 0, 0, 0, 0}).first->second;
       }
-      e->state = State::kAssigned;
-      e->slot = w.slot;
-      e->since_ns = now;
+      bytes += group->task_bytes;
+      hold(w, *e, *group, now);
       a.tasks.push_back(Issue{job->id, id, e->attempt});
     }
-    if (a.tasks.empty()) continue;  // nothing this worker can run; others may have some
+    if (a.tasks.empty()) {
+      if (policy_.backups && w.held < w.slots) (void)assign_backup(w, it->first, now, out);
+      continue;  // nothing this worker should run now; others may have some
+    }
     w.credit -= static_cast<int64_t>(a.tasks.size());
-    w.held += a.tasks.size();
     out.push_back(std::move(a));
   }
   return out;
@@ -443,24 +787,74 @@ bool Dispatcher::assign_last_chance(Worker& w, const std::string& id, int64_t no
                                     std::vector<Assignment>& out) {
   for (auto& [jid, job] : jobs_) {
     for (auto& g : job.groups) {
-    while (can_run(w, g) && !g.last_chance.empty()) {
-      const uint64_t tid = g.last_chance.front();
-      g.last_chance.pop_front();
-      auto f = job.open.find(tid);
-      if (f == job.open.end() || f->second.state != State::kQueued) continue;  // stale
-      f->second.state = State::kAssigned;
-      f->second.slot = w.slot;
-      f->second.since_ns = now;
-      w.isolated = true;
-      w.draining = false;
-      --w.credit;
-      ++w.held;
-      out.push_back(Assignment{id, {Issue{job.id, tid, f->second.attempt}}});
-      return true;
-    }
+      while (can_run(w, g) && !g.last_chance.empty()) {
+        const uint64_t tid = g.last_chance.front();
+        g.last_chance.pop_front();
+        auto f = job.open.find(tid);
+        if (f == job.open.end() || f->second.state != State::kQueued) continue;  // stale
+        hold(w, f->second, g, now);
+        w.isolated = true;
+        w.draining = false;
+        --w.credit;
+        out.push_back(Assignment{id, {Issue{job.id, tid, f->second.attempt}}});
+        return true;
+      }
     }
   }
   return false;
+}
+
+bool Dispatcher::assign_backup(Worker& w, const std::string& id, int64_t now,
+                               std::vector<Assignment>& out) {
+  // Only at the end: nothing left that this worker could run instead.
+  for (const auto& [jid, job] : jobs_) {
+    for (const auto& g : job.groups) {
+      if (can_run(w, g) && (g.has_work() || !g.last_chance.empty())) return false;
+    }
+  }
+  Worker* self = &w;
+  Job* best_job = nullptr;
+  uint64_t best_task = 0;
+  int64_t oldest = INT64_MAX;
+  for (auto& [jid, job] : jobs_) {
+    if (job.open.size() > 4096) continue;  // not the end of this job: nothing to gain yet
+    for (auto& [tid, e] : job.open) {
+      // A copy is an attempt (it may crash its worker as the first did), and not the last
+      // one, which runs alone.
+      if (e.state != State::kAssigned || e.backup_slot != 0 || e.slot == w.slot ||
+          e.attempt + 1 >= job.max_attempts || e.since_ns >= oldest) {
+        continue;
+      }
+      const Group& g = job.group_of(tid);
+      if (!can_run(w, g)) continue;
+      const double mine = estimate(w, g.cls);
+      Worker* h = holder(e.slot);
+      if (mine <= 0 || h == nullptr) continue;
+      const double theirs = estimate(*h, g.cls);
+      if (theirs <= 0) continue;
+      // It would finish sooner here, by a margin: the holder's remaining time against ours;
+      // or the holder is overdue (twice its estimate): something is wrong over there.
+      const double elapsed = static_cast<double>(now - e.since_ns) * 1e-6;
+      const bool slower = theirs - elapsed > mine * kBackupGain + kBackupSlackMs;
+      const bool overdue = elapsed > kOverdueFactor * theirs + mine + kOverdueSlackMs;
+      if (!slower && !overdue) continue;
+      best_job = &job;
+      best_task = tid;
+      oldest = e.since_ns;
+    }
+  }
+  if (!best_job) return false;
+  Entry& e = best_job->open.at(best_task);
+  const double cost = estimate(*self, best_job->group_of(best_task).cls);
+  ++e.attempt;
+  e.backup_slot = w.slot;
+  e.backup_cost_ms = static_cast<float>(cost);
+  w.backlog_ms += cost;
+  ++w.held;
+  --w.credit;
+  ++backups_;
+  out.push_back(Assignment{id, {Issue{best_job->id, best_task, e.attempt, /*backup=*/true}}});
+  return true;
 }
 
 void Dispatcher::unsend(const Assignment& a) {
@@ -472,6 +866,11 @@ void Dispatcher::unsend(const Assignment& a) {
     if (j == jobs_.end()) continue;
     auto e = j->second.open.find(t.task_id);
     if (e == j->second.open.end() || e->second.state != State::kAssigned) continue;
+    if (it != workers_.end()) ++it->second.credit;
+    if (t.backup) {
+      if (it != workers_.end() && e->second.backup_slot == it->second.slot) release_backup(e->second);
+      continue;
+    }
     release(e->second);
     e->second.state = State::kQueued;
     Group& g = j->second.group_of(t.task_id);
@@ -479,7 +878,6 @@ void Dispatcher::unsend(const Assignment& a) {
                       ? g.last_chance
                       : g.requeued;
     queue.push_front(t.task_id);
-    if (it != workers_.end()) ++it->second.credit;
   }
 }
 
@@ -492,8 +890,8 @@ std::vector<GiveUp> Dispatcher::expire() {
   }
   for (const auto& id : lost) {
     const auto& w = workers_.at(id);
-    log::warn("worker {} lost: silent for {:.1f} s, re-issuing its {} tasks", w.info.id(),
-              static_cast<double>(now - w.last_seen_ns) * 1e-9, w.held);
+    log::warn("worker {} lost: silent for {:.1f} s, re-issuing its {} tasks",
+              printable(w.info.id()), static_cast<double>(now - w.last_seen_ns) * 1e-9, w.held);
     ++workers_lost_;
     auto g = drop_worker(id, fmt::format("silent for {:.1f} s",
                                          static_cast<double>(policy_.worker_timeout_ms) * 1e-3));

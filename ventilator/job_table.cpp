@@ -135,7 +135,7 @@ JobRecord& JobTable::add(v1::JobSpec spec, uint32_t max_attempts) {
   rec.priority = spec.priority();
   rec.max_attempts = spec.max_attempts() > 0 ? spec.max_attempts() : max_attempts;
   spec.set_max_attempts(rec.max_attempts);
-  rec.job = std::make_unique<Job>(id, std::move(spec));
+  rec.job = std::make_unique<jobs::Job>(id, std::move(spec));
   rec.total = rec.job->total();
   rec.spec_bytes = bytes;
   rec.submitted_ns = clock_.steady_ns();

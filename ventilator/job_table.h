@@ -12,11 +12,11 @@
 #include <string_view>
 
 #include "common/clock.h"
-#include "common/files.h"
+#include "common/state_dir.h"
 #include "common/job_state.h"
 #include "common/protocol.h"
 #include "common/range_set.h"
-#include "ventilator/job.h"
+#include "jobs/job.h"
 
 namespace taskfarm::ventilator {
 
@@ -29,7 +29,7 @@ struct JobRecord {
   uint64_t total = 0;
   uint32_t max_attempts = 0;  // effective: the job's, or the ventilator's default
   v1::JobState state = v1::JOB_QUEUED;
-  std::unique_ptr<Job> job;   // spec and task descriptors; released when the job ends
+  std::unique_ptr<jobs::Job> job;   // spec and task descriptors; released when the job ends
   uint64_t spec_bytes = 0;    // what the spec holds in memory (for --max-queued-mb)
   int64_t submitted_ns = 0, started_ns = 0, finished_ns = 0;  // steady clock
   // Progress once finished (while running, the dispatcher has it).
@@ -42,7 +42,9 @@ struct JobRecord {
   bool stop_workers = false;
 
   // Restarts (issue 14).
-  RangeSet acked_tasks;      // tasks the sink acknowledged (the dispatcher adds to it)
+  // Tasks the sink acknowledged, kept for the journal (--state): a restarted ventilator skips
+  // them. Without a journal only while the job waits to be dispatched again.
+  RangeSet acked_tasks;
   bool dispatching = false;  // handed to the dispatcher (the sink accepted it)
   bool sink_confirmed = false;  // the sink process of now has the job (it answered its start)
   uint64_t journaled_acked = 0; // acked_tasks.size() when the journal last had it

@@ -118,7 +118,7 @@ VentilatorJournal::Loaded VentilatorJournal::load(int64_t now_steady_ns, int64_t
       } else {
         try {
           rec.spec_bytes = spec.SpaceUsedLong();
-          rec.job = std::make_unique<Job>(rec.id, std::move(spec));
+          rec.job = std::make_unique<jobs::Job>(rec.id, std::move(spec));
           if (rec.job->total() != rec.total) fail("its spec does not match its task count");
         } catch (const std::exception& e) {
           fail(fmt::format("its spec is invalid ({})", e.what()));

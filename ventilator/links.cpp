@@ -12,7 +12,7 @@ WorkerLink::WorkerLink(zmq::context_t& ctx, const Curve& curve, const std::strin
   configure_socket(socket_, kMaxWorkerMessageBytes, 1000);  // linger: deliver the final kills
   socket_.set(zmq::sockopt::router_mandatory, 1);  // report unreachable workers, never drop
   socket_.set(zmq::sockopt::sndhwm, 100000);
-  curve.make_server(socket_);
+  curve.make_server(socket_, ServerSocket::kTasks);
   endpoint_ = bind_socket(socket_, bind, "task");
 }
 
@@ -55,7 +55,7 @@ JobService::JobService(zmq::context_t& ctx, const Curve& curve, const std::strin
                        int64_t max_request_bytes)
     : socket_(ctx, zmq::socket_type::router) {
   configure_socket(socket_, max_request_bytes + kEnvelopeOverheadBytes, 1000);
-  curve.make_server(socket_);
+  curve.make_server(socket_, ServerSocket::kSubmit);
   endpoint_ = bind_socket(socket_, bind, "submission");
 }
 

@@ -5,7 +5,7 @@
 #include "common/endpoints.h"
 #include "common/errors.h"
 #include "kernels/kernel.h"
-#include "ventilator/job.h"
+#include "jobs/job.h"
 #include "ventilator/ventilator.h"
 #include "web/http_flags.h"
 
@@ -24,8 +24,11 @@ int main(int argc, char** argv) {
       app.add_option("--kernel", kernel, "kernel: " + kernels::KernelRegistry::instance().names())
           ->excludes(job_opt);
   app.add_option("--tasks", tasks, "number of tasks")->excludes(job_opt)->needs(kernel_opt);
-  app.add_option("--size", size, "task size (elements, N, microseconds: see kernels/README.md)")
-      ->excludes(job_opt);
+  auto* size_opt =
+      app.add_option("--size", size,
+                     "task size (elements, N, microseconds: see kernels/README.md); required "
+                     "except for noop")
+          ->excludes(job_opt);
   app.add_option("--seed", seed, "generator seed")->excludes(job_opt)->capture_default_str();
   app.add_option("--bind", bind_spec, "task endpoint to bind (default tcp://*:5557)");
   bool serve = false;
@@ -52,6 +55,15 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--wait-sink", wait_sink_s, "give up if the sink does not answer (0: wait)")
       ->check(CLI::Range(0.0, 1e6));
+  app.add_option("--min-workers", opt.min_workers,
+                 "dispatch a job only once this many workers are connected (job files may say "
+                 "min_workers)")
+      ->check(CLI::Range(0u, 100000u));
+  double min_workers_wait_s = 60;
+  app.add_option("--min-workers-wait", min_workers_wait_s,
+                 "one batch: give up when fewer workers than --min-workers came within this long")
+      ->check(CLI::Range(0.1, 1e6))
+      ->capture_default_str();
   double kernel_wait_s = 10;
   app.add_option("--kernel-wait", kernel_wait_s,
                  "one batch: give up when no connected worker offers a kernel of the job for "
@@ -59,7 +71,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 1e6))
       ->capture_default_str();
   int64_t max_job_mb = opt.max_job_bytes >> 20;
-  app.add_option("--max-job-mb", max_job_mb, "largest job a client may submit, in MiB")
+  app.add_option("--max-job-mb", max_job_mb,
+                 "largest job a client may submit, or job file --job reads, in MiB")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
   app.add_option("--max-jobs", opt.table_limits.max_unfinished,
@@ -91,6 +104,7 @@ int main(int argc, char** argv) {
     opt.sink_control = sink.control_endpoint();
     opt.max_job_bytes = max_job_mb << 20;
     opt.kernel_wait_ms = static_cast<int64_t>(kernel_wait_s * 1000);
+    opt.min_workers_wait_ms = static_cast<int64_t>(min_workers_wait_s * 1000);
     opt.table_limits.max_spec_bytes = max_queued_mb << 20;
     opt.http = http.resolve(serve, opt.curve.enabled(), &opt.http_optional);
     if (serve) {
@@ -100,18 +114,23 @@ int main(int argc, char** argv) {
     }
     v1::JobSpec spec;
     if (!job_file.empty()) {
-      spec = ventilator::load_job_file(job_file);
+      spec = jobs::load_job_file(job_file, opt.max_job_bytes);
     } else {
       if (kernel.empty()) throw SetupError("give --job FILE, --kernel K --tasks N, or --serve");
       if (tasks == 0) throw SetupError("--tasks must be at least 1");
+      const auto* def = kernels::KernelRegistry::instance().find(kernel);
+      if (def && def->job_needs_size && size_opt->count() == 0) {
+        throw SetupError(fmt::format("--kernel {} needs --size ({})", kernel, def->size_meaning));
+      }
       auto* t = spec.add_tasks();
       t->set_kernel(kernel);
       t->set_count(tasks);
       t->set_size(size);
       t->set_seed(seed);
-      spec.set_name(fmt::format("{}-{}x{}", kernel, tasks, size));
+      spec.set_name(size_opt->count() > 0 ? fmt::format("{}-{}x{}", kernel, tasks, size)
+                                          : fmt::format("{}-{}", kernel, tasks));
     }
-    ventilator::validate_job(spec, job_file.empty() ? "flags" : job_file, opt.job_limits);
+    jobs::validate_job(spec, job_file.empty() ? "flags" : job_file, opt.job_limits);
     ventilator::Ventilator v(opt);
     return v.run_batch(std::move(spec));
   });

@@ -37,6 +37,7 @@ struct Ventilator::Impl final : VentilatorOutbox {
     c.sink_endpoint = o.sink_control;
     c.exec_jobs_allowed = o.curve.enabled() || is_loopback(o.submit_bind);
     c.state_dir = o.state_dir;
+    c.min_workers = o.min_workers;
     return c;
   }
 
@@ -160,7 +161,7 @@ struct Ventilator::Impl final : VentilatorOutbox {
           opt.state_dir, printable(job.name), job_hex(job.id)));
     }
     log::info("continuing batch '{}' ({}): {}/{} tasks acknowledged before the restart",
-              printable(job.name), job_hex(job.id), job.acked_tasks.size(), job.total);
+              printable(job.name), job_hex(job.id), core.acked(job), job.total);
     return job.id;
   }
 
@@ -168,10 +169,22 @@ struct Ventilator::Impl final : VentilatorOutbox {
     const uint64_t id = batch_job(std::move(spec));
     if (dashboard) dashboard->on_job_added();
     log::info("tasks on {}, sink at {}", workers.endpoint(), opt.sink_results);
-    int64_t missing_kernel_since = 0;
+    int64_t missing_kernel_since = 0, short_of_workers_since = 0;
     const bool finished = loop([&] {
       JobRecord& job = *core.jobs().get(id);
       if (job.finished()) return true;
+      const std::string reason = core.waiting_reason(job);
+      if (reason.rfind("waiting for", 0) == 0 && reason.find("workers") != std::string::npos) {
+        const int64_t now = clock.steady_ns();
+        if (short_of_workers_since == 0) short_of_workers_since = now;
+        if (now - short_of_workers_since > ms_to_ns(opt.min_workers_wait_ms)) {
+          core.end_early(job, v1::JOB_INTERRUPTED);
+          throw SetupError(fmt::format("{} after {:.0f} s (--min-workers, --min-workers-wait)",
+                                       reason, opt.min_workers_wait_ms * 1e-3));
+        }
+      } else {
+        short_of_workers_since = 0;
+      }
       // A one-shot batch whose kernel no connected worker offers fails after --kernel-wait
       // (a job service's jobs wait, with the reason in their status).
       const std::string why = core.waiting_reason(job);
@@ -191,7 +204,7 @@ struct Ventilator::Impl final : VentilatorOutbox {
     });
     JobRecord& job = *core.jobs().get(id);
     if (!finished) {
-      log::warn("interrupted: {}/{} tasks acknowledged", job.acked_tasks.size(), job.total);
+      log::warn("interrupted: {}/{} tasks acknowledged", core.acked(job), job.total);
       // The whole one-shot farm ends the batch: the sink writes a partial report and tells the
       // workers, who are also told directly.
       core.end_early(job, v1::JOB_INTERRUPTED);

@@ -13,7 +13,7 @@
 #include "common/protocol.h"
 #include "common/security.h"
 #include "ventilator/dispatcher.h"
-#include "ventilator/job.h"
+#include "jobs/job.h"
 #include "ventilator/job_table.h"
 #include "web/http_service.h"
 
@@ -25,13 +25,17 @@ struct VentilatorOptions {
   std::string sink_results = "tcp://localhost:5558";  // PUSH: batch start, give-ups, cancels
   std::string sink_control = "tcp://localhost:5559";  // SUB: acks, batch end
   DispatchPolicy policy;
-  JobLimits job_limits;
+  jobs::JobLimits job_limits;
   TableLimits table_limits;
   int64_t max_job_bytes = kDefaultMaxJobBytes;  // largest submission (--max-job-mb)
   int64_t heartbeat_ms = 500;
   int64_t sink_wait_ms = 0;  // give up when the sink does not answer for this long (0: never)
   // One-shot: give up when connected workers offer none for a kernel of the job this long.
   int64_t kernel_wait_ms = 10000;
+  // Dispatch a job only once this many workers are connected (--min-workers); a one-shot batch
+  // gives up after min_workers_wait_ms.
+  uint32_t min_workers = 0;
+  int64_t min_workers_wait_ms = 60000;
   CurveOptions curve;
   std::string state_dir;  // --state DIR: journal of the jobs, for restarts ("": none)
   // Dashboard, /metrics and JSON API (issue 16); off when unset. With http_optional (the

@@ -5,6 +5,7 @@
 #include <google/protobuf/util/message_differencer.h>
 
 #include <algorithm>
+#include <map>
 
 #include "common/errors.h"
 #include "common/log.h"
@@ -27,16 +28,20 @@ VentilatorCore::VentilatorCore(CoreOptions options, const Clock& clock, Ventilat
 // ------------------------------------------------------------------ jobs
 
 JobRecord& VentilatorCore::add_job(v1::JobSpec spec, const std::string& where) {
-  validate_job(spec, where, opt_.job_limits);
+  jobs::validate_job(spec, where, opt_.job_limits);
   if (!opt_.exec_jobs_allowed) {
     for (const auto& t : spec.tasks()) {
-      if (t.kernel() == kExecKernel) {
+      if (t.kernel() == jobs::kExecKernel) {
         throw SetupError("exec jobs need CurveZMQ keys on a job service that is not on loopback "
                          "(taskfarm-ventilator --curve-secret ..., or --submit 127.0.0.1:5560)");
       }
     }
   }
   return jobs_.add(std::move(spec), opt_.policy.max_attempts);
+}
+
+uint64_t VentilatorCore::acked(const JobRecord& job) const {
+  return job.dispatching ? dispatcher_.job_acked(job.id) : job.acked_tasks.size();
 }
 
 bool VentilatorCore::same_spec(const JobRecord& job, v1::JobSpec spec) const {
@@ -47,7 +52,7 @@ bool VentilatorCore::same_spec(const JobRecord& job, v1::JobSpec spec) const {
 }
 
 void VentilatorCore::finish_job(JobRecord& job, v1::JobState state) {
-  job.done = job.acked_tasks.size();
+  job.done = acked(job);
   if (!job.report && job.dispatching) job.failed = dispatcher_.job_failed(job.id);
   dispatcher_.remove_job(job.id);
   give_ups_.erase(job.id);
@@ -128,10 +133,18 @@ bool VentilatorCore::on_worker_message(const std::string& worker, const v1::Enve
       break;
     }
     case v1::Envelope::kCredit:
-      if (!dispatcher_.on_credit(worker, env.credit().credit())) ask_to_reconnect();
+      if (!dispatcher_.on_credit(worker, env.credit().credit())) {
+        ask_to_reconnect();
+        break;
+      }
+      take_timings(worker, env.credit().timings());
       break;
     case v1::Envelope::kHeartbeat:
-      if (!dispatcher_.on_heartbeat(worker)) ask_to_reconnect();
+      if (!dispatcher_.on_heartbeat(worker)) {
+        ask_to_reconnect();
+        break;
+      }
+      take_timings(worker, env.heartbeat().timings());
       break;
     case v1::Envelope::kResultsNotHeld: {
       const auto& nh = env.results_not_held();
@@ -151,9 +164,30 @@ bool VentilatorCore::on_worker_message(const std::string& worker, const v1::Enve
   return true;
 }
 
+void VentilatorCore::take_timings(
+    const std::string& worker,
+    const google::protobuf::RepeatedPtrField<v1::TaskTiming>& timings) {
+  if (timings.empty()) return;
+  std::vector<Timing> t;
+  t.reserve(static_cast<size_t>(timings.size()));
+  for (const auto& x : timings) t.push_back({x.kernel(), x.size(), x.count(), x.busy_ns()});
+  dispatcher_.on_timings(worker, t);
+}
+
+void VentilatorCore::send_cancels() {
+  // Copies of tasks whose other copy finished: the worker drops or stops them.
+  std::map<std::pair<std::string, uint64_t>, v1::Envelope> by_worker;
+  for (const auto& c : dispatcher_.take_cancels()) {
+    v1::Envelope& env = by_worker[{c.worker, c.job_id}];
+    env.mutable_cancel_tasks()->set_job_id(c.job_id);
+    env.mutable_cancel_tasks()->add_task_ids(c.task_id);
+  }
+  for (auto& [key, env] : by_worker) (void)out_.to_worker(key.first, env);
+}
+
 bool VentilatorCore::send_tasks(const Assignment& a, int64_t sent_ns) {
   batch_scratch_.Clear();  // keeps the Task objects for reuse
-  const Job* job = nullptr;
+  const jobs::Job* job = nullptr;
   uint64_t job_id = 0;
   for (const auto& t : a.tasks) {
     if (!job || t.job_id != job_id) job = jobs_.get(job_id = t.job_id)->job.get();
@@ -198,11 +232,15 @@ void VentilatorCore::heartbeat_workers() {
 // ------------------------------------------------------------------ sink
 
 void VentilatorCore::dispatch_job(JobRecord& job) {
-  JobShape shape{job.id, job.priority, job.max_attempts, {}};
+  JobShape shape;
+  shape.id = job.id;
+  shape.priority = job.priority;
+  shape.max_attempts = job.max_attempts;
+  shape.min_workers = std::max(job.job->spec().min_workers(), opt_.min_workers);
   for (const auto& t : job.job->spec().tasks()) {
-    shape.entries.push_back({t.kernel(), t.count(), t.payload().size()});
+    shape.entries.push_back({t.kernel(), t.count(), t.payload().size(), t.size()});
   }
-  shape.done = &job.acked_tasks;
+  shape.done = job.acked_tasks;  // what a previous life saw acknowledged
   shape.failed = job.failed;
   dispatcher_.add_job(shape);
   job.dispatching = true;
@@ -249,11 +287,11 @@ void VentilatorCore::on_job_accepted(const v1::JobAccepted& ja) {
     return;
   }
   // A running job announced again: the ventilator or the sink restarted.
-  const uint64_t acked = job->acked_tasks.size();
-  if (ja.final_tasks() < acked) {
+  const uint64_t acked_now = acked(*job);
+  if (ja.final_tasks() < acked_now) {
     log::warn("the sink counts {} tasks of job '{}' ({}) but {} were acknowledged: it lost "
               "them (restarted without --state?); running the job again from the start",
-              ja.final_tasks(), printable(job->name), job_hex(job->id), acked);
+              ja.final_tasks(), printable(job->name), job_hex(job->id), acked_now);
     if (job->dispatching) dispatcher_.remove_job(job->id);
     give_ups_.erase(job->id);
     job->acked_tasks.clear();
@@ -265,7 +303,7 @@ void VentilatorCore::on_job_accepted(const v1::JobAccepted& ja) {
   if (!job->dispatching) {
     dispatch_job(*job);
     log::info("sink has job '{}' ({}): {}/{} tasks acknowledged; dispatching", printable(job->name),
-              job_hex(job->id), acked, job->total);
+              job_hex(job->id), acked_now, job->total);
     return;
   }
   request_resends(*job);
@@ -306,7 +344,14 @@ void VentilatorCore::on_ack(const v1::Ack& ack) {
       for (uint64_t id : ack.done()) g->second.erase(id);
       if (g->second.empty()) give_ups_.erase(g);
     }
+    // The journal's set of acknowledged tasks (a restarted ventilator skips them).
+    if (jobs_.journaled()) {
+      for (uint64_t id : ack.done()) {
+        if (id < job->total) job->acked_tasks.insert(id);
+      }
+    }
     send_give_ups(dispatcher_.on_ack(ack));
+    send_cancels();
     return;
   }
   // A job waiting to be handed to the dispatcher again (restarted ventilator): its finished
@@ -506,13 +551,17 @@ v1::JobStatus VentilatorCore::status_of(const JobRecord& job) const {
   if (job.finished()) {
     st.set_done(job.done);
     st.set_failed(job.failed);
+    if (job.started_ns > 0 && job.finished_ns > job.started_ns) {  // the rate it ran at
+      st.set_tasks_per_s(static_cast<double>(job.done) /
+                         (static_cast<double>(job.finished_ns - job.started_ns) * 1e-9));
+    }
     if (job.report) {
       *st.mutable_report() = *job.report;
       st.set_done(job.report->tasks_ok() + job.report->tasks_failed());
       st.set_tasks_per_s(job.report->tasks_per_s());
     }
   } else {
-    st.set_done(job.acked_tasks.size());
+    st.set_done(acked(job));
     st.set_failed(job.dispatching ? dispatcher_.job_failed(job.id) : job.failed);
     if (job.started_ns > 0 && now > job.started_ns) {
       st.set_tasks_per_s(static_cast<double>(st.done()) /
@@ -520,6 +569,26 @@ v1::JobStatus VentilatorCore::status_of(const JobRecord& job) const {
     }
   }
   return st;
+}
+
+void VentilatorCore::fill_workers_reply(v1::WorkersReply& reply) {
+  for (const auto& w : dispatcher_.worker_table()) {
+    auto* s = reply.add_workers();
+    s->set_id(w.info.id());
+    s->set_host(w.info.host());
+    s->set_device(w.info.device());
+    s->set_slots(w.info.slots());
+    s->set_held(static_cast<uint32_t>(w.held));
+    s->set_busy(static_cast<uint32_t>(std::min<uint64_t>(w.held, w.info.slots())));
+    s->set_idle_s(w.idle_s);
+    s->set_leaving(w.leaving);
+    for (const auto& [job_id, n] : w.held_by_job) {
+      auto* j = s->add_jobs();
+      j->set_job_id(job_hex(job_id));
+      if (const JobRecord* job = jobs_.get(job_id)) j->set_name(job->name);
+      j->set_tasks(static_cast<uint32_t>(n));
+    }
+  }
 }
 
 v1::Envelope VentilatorCore::on_request(const v1::Envelope& env) {
@@ -566,6 +635,7 @@ v1::Envelope VentilatorCore::on_request(const v1::Envelope& env) {
       }
       break;
     }
+    case v1::Envelope::kWorkers: fill_workers_reply(*reply.mutable_workers_reply()); break;
     case v1::Envelope::kServiceInfoRequest: {
       auto* r = reply.mutable_service_info();
       r->set_protocol_version(kProtocolVersion);

@@ -12,7 +12,7 @@
 #include "common/clock.h"
 #include "common/protocol.h"
 #include "ventilator/dispatcher.h"
-#include "ventilator/job.h"
+#include "jobs/job.h"
 #include "ventilator/job_table.h"
 
 namespace taskfarm::ventilator {
@@ -30,7 +30,7 @@ class VentilatorOutbox {
 
 struct CoreOptions {
   DispatchPolicy policy;
-  JobLimits job_limits;
+  jobs::JobLimits job_limits;
   TableLimits table_limits;
   int64_t max_job_bytes = kDefaultMaxJobBytes;
   int64_t heartbeat_ms = 500;
@@ -40,6 +40,7 @@ struct CoreOptions {
   bool exec_jobs_allowed = true;
   // --state DIR: the journal that lets a restarted ventilator continue its jobs ("": none).
   std::string state_dir;
+  uint32_t min_workers = 0;  // every job waits for this many workers (and its own min_workers)
 };
 
 class VentilatorCore {
@@ -76,6 +77,8 @@ class VentilatorCore {
   const Dispatcher& dispatcher() const { return dispatcher_; }
   // Returns: whether some job waits for the sink to accept it.
   bool waiting_for_sink() const;
+  // Returns: the job's tasks with a final result acknowledged by the sink.
+  uint64_t acked(const JobRecord& job) const;
   // Returns: the status of a job as clients see it.
   v1::JobStatus status_of(const JobRecord& job) const;
   // Returns: why the job is not moving ("" when it is): no sink, no worker, no worker with its
@@ -103,10 +106,15 @@ class VentilatorCore {
   void send_give_ups(const std::vector<GiveUp>& give_ups);
   // Sends again the give-ups of a job the sink has not acknowledged (it restarted).
   void resend_give_ups(uint64_t job_id);
+  void take_timings(const std::string& worker,
+                    const google::protobuf::RepeatedPtrField<v1::TaskTiming>& timings);
+  void send_cancels();
   void announce(JobRecord& job, int64_t now);
   bool send_tasks(const Assignment& a, int64_t sent_ns);
   void heartbeat_workers();
   void finish_acked_jobs(int64_t now);
+  // `taskfarm workers`: the dispatcher's workers and the jobs of the tasks they hold.
+  void fill_workers_reply(v1::WorkersReply& reply);
   void log_waiting(int64_t now);
 
   CoreOptions opt_;

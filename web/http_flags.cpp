@@ -3,20 +3,18 @@
 #include <fmt/core.h>
 
 #include <cctype>
-#include <fstream>
 
 #include "common/errors.h"
+#include "common/files.h"
 
 namespace taskfarm::web {
 namespace {
 
-// Returns: the first line of `path`, trimmed. Throws: SetupError when missing or empty.
+// Returns: the first line of `path` (at most 4 KiB), trimmed. Throws: SetupError when missing,
+// not a file, too large or empty.
 std::string read_token_file(const std::string& path) {
-  std::ifstream in(path);
-  std::string token;
-  if (!in || !std::getline(in, token)) {
-    throw SetupError(fmt::format("cannot read --http-token-file {}", path));
-  }
+  const std::string text = read_file_capped(path, kMaxKeyFileBytes, "--http-token-file");
+  std::string token = text.substr(0, text.find('\n'));
   while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
   if (token.empty()) throw SetupError(fmt::format("--http-token-file {} is empty", path));
   return token;

@@ -7,6 +7,9 @@
 #include <cstdlib>
 #include <atomic>
 #include <new>
+#include <algorithm>
+#include <chrono>
+#include <thread>
 #include <utility>
 
 #include <fmt/core.h>
@@ -127,6 +130,20 @@ void Executor::loop(std::function<TaskRunner()> make_runner, int index) {
   const long long crash_task = crash_env ? std::atoll(crash_env) : -1;
   const char* fail_env = std::getenv("TASKFARM_TEST_FAIL_TASK");
   const long long fail_task = fail_env ? std::atoll(fail_env) : -1;
+  // Heterogeneity for tests on one CPU: TASKFARM_TEST_SLOWDOWN=sgemm=30,saxpy=2 makes this
+  // worker's tasks of each named kernel take that many times as long (it waits the rest);
+  // `sleep:20000=3` names one size of a kernel.
+  std::map<std::string, double, std::less<>> slowdown;
+  if (const char* s = std::getenv("TASKFARM_TEST_SLOWDOWN")) {
+    std::string spec(s);
+    for (size_t at = 0; at < spec.size();) {
+      const size_t comma = std::min(spec.find(',', at), spec.size());
+      const std::string item = spec.substr(at, comma - at);
+      const size_t eq = item.find('=');
+      if (eq != std::string::npos) slowdown[item.substr(0, eq)] = std::atof(item.c_str() + eq + 1);
+      at = comma + 1;
+    }
+  }
   v1::Result r;  // reused: swapped into done_, whose cleared elements come back here
   for (;;) {
     Queued queued;
@@ -150,6 +167,16 @@ void Executor::loop(std::function<TaskRunner()> make_runner, int index) {
     }
     Running& slot = running_slots_[static_cast<size_t>(index)];
     run_task(task, runner, r, &slot.cancelled, max_output_bytes_);
+    if (!slowdown.empty()) {
+      auto f = slowdown.find(fmt::format("{}:{}", task.kernel(), task.size()));
+      if (f == slowdown.end()) f = slowdown.find(task.kernel());
+      if (f != slowdown.end() && f->second > 1) {
+        const int64_t took = r.finished_ns() - r.started_ns();
+        std::this_thread::sleep_for(std::chrono::nanoseconds(
+            static_cast<int64_t>(static_cast<double>(took) * (f->second - 1))));
+        r.set_finished_ns(SystemClock::instance().wall_ns());
+      }
+    }
     if (fail_task >= 0 && task.task_id() == static_cast<uint64_t>(fail_task)) {
       r.set_status(v1::STATUS_FAILED);
       r.set_error("injected failure (TASKFARM_TEST_FAIL_TASK)");
@@ -170,6 +197,9 @@ void Executor::loop(std::function<TaskRunner()> make_runner, int index) {
         first = done_.empty() && aborted_.size() == 1;
       } else {
         avg_ns_ = avg_ns_ == 0 ? took : (avg_ns_ * 7 + took) / 8;
+        v1::TaskTiming& t = timings_[{task.kernel(), task.size()}];
+        t.set_count(t.count() + 1);
+        t.set_busy_ns(t.busy_ns() + static_cast<uint64_t>(std::max<int64_t>(0, took)));
         first = done_.empty() && aborted_.empty();
         done_.Add()->Swap(&r);  // reuses a cleared element when the pool has one
       }
@@ -232,6 +262,34 @@ size_t Executor::cancel_running(uint64_t job_id, bool commands_only) {
     ++n;
   }
   return n;
+}
+
+size_t Executor::cancel_tasks(uint64_t job_id, const std::vector<uint64_t>& task_ids) {
+  std::lock_guard lock(mu_);
+  auto named = [&](uint64_t id) {
+    return std::find(task_ids.begin(), task_ids.end(), id) != task_ids.end();
+  };
+  const size_t before = queue_.size();
+  std::erase_if(queue_, [&](const Queued& q) {
+    return q.task->job_id() == job_id && named(q.task->task_id());
+  });
+  for (Running& slot : running_slots_) {
+    if (slot.active && slot.job_id == job_id && named(slot.task_id)) slot.cancelled.store(1);
+  }
+  return before - queue_.size();
+}
+
+std::vector<v1::TaskTiming> Executor::take_timings() {
+  std::lock_guard lock(mu_);
+  std::vector<v1::TaskTiming> out;
+  out.reserve(timings_.size());
+  for (auto& [key, t] : timings_) {
+    t.set_kernel(key.first);
+    t.set_size(key.second);
+    out.push_back(std::move(t));
+  }
+  timings_.clear();
+  return out;
 }
 
 std::vector<v1::TaskRef> Executor::take_aborted() {

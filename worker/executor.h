@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -67,6 +68,11 @@ class Executor {
   // Takes out of `ids` the tasks of `job_id` this executor holds: queued, running, or
   // finished and not collected yet (their results are still to come).
   void erase_pending(uint64_t job_id, std::unordered_set<uint64_t>& ids) const;
+  // Removes the unstarted copies of these tasks and stops the running ones (see
+  // cancel_running). Returns: how many unstarted ones were dropped.
+  size_t cancel_tasks(uint64_t job_id, const std::vector<uint64_t>& task_ids);
+  // Returns: how long tasks took since the last call, per kernel and size (and clears them).
+  std::vector<v1::TaskTiming> take_timings();
   // Moves finished results into `out` and clears the notification.
   void collect(Results& out);
   // Returns: tasks queued or running.
@@ -98,6 +104,7 @@ class Executor {
   };
   std::vector<Running> running_slots_;  // one per thread; guarded by mu_ but `cancelled`
   std::vector<v1::TaskRef> aborted_;
+  std::map<std::pair<std::string, int64_t>, v1::TaskTiming> timings_;  // since take_timings
   uint64_t max_output_bytes_;
   size_t running_ = 0;
   bool stopping_ = false;

@@ -1,7 +1,10 @@
 // taskfarm-worker: pulls tasks from the ventilator, runs them on CPU threads or a GPU, pushes
 // results to the sink.
+#include <fmt/core.h>
+
 #include "common/cli.h"
 #include "common/endpoints.h"
+#include "common/text.h"
 #include "worker/worker.h"
 
 int main(int argc, char** argv) {
@@ -15,7 +18,15 @@ int main(int argc, char** argv) {
   app.add_option("--ventilator", ventilator, "ventilator HOST, HOST:PORT or endpoint (port 5557)")
       ->capture_default_str();
   sink.add_flags(app);
-  app.add_option("--id", opt.id, "worker name in reports (default HOST-PID)");
+  app.add_option("--id", opt.id, "worker name in reports (default HOST-PID)")
+      ->check([](const std::string& id) -> std::string {
+        // The id becomes part of a ZMQ routing id (255 bytes at most) and appears in logs.
+        constexpr size_t kMaxIdBytes = 128;
+        const auto why = name_problem(id, kMaxIdBytes, /*allow_spaces=*/false);
+        if (!why) return "";
+        return fmt::format("worker id '{}' {} (ids: printable UTF-8, no spaces, at most {} bytes)",
+                           printable(id, 64), *why, kMaxIdBytes);
+      });
   app.add_option("--device", opt.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   app.add_option("--threads", opt.threads, "CPU tasks run at once (default: number of cores)")
       ->check(CLI::Range(1, 4096));

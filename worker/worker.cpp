@@ -91,6 +91,10 @@ struct Worker::Impl {
   zmq::socket_t vent{ctx, zmq::socket_type::dealer};
   zmq::socket_t results{ctx, zmq::socket_type::push};
   zmq::socket_t control{ctx, zmq::socket_type::sub};
+  // CurveZMQ refusals, logged with their reason instead of a silent wait (after the sockets).
+  HandshakeWatch vent_handshakes{ctx, vent, curve.enabled()};
+  HandshakeWatch sink_handshakes{ctx, results, curve.enabled()};
+  int64_t next_handshake_log_ns = 0;
   RejectCounter rejects{"worker"};
 
   // Flow control: held = tasks received and not yet reported; outstanding = credit granted
@@ -155,6 +159,7 @@ struct Worker::Impl {
           [dev, this]() -> TaskRunner {
             std::shared_ptr<kernels::gpu::StreamRunner> runner =
                 kernels::gpu::plugin::create_runner(dev);
+            warm_up(*runner);
             return [runner, this](std::string_view kernel, const kernels::TaskInput& in) {
               if (auto why = catalog.validate(kernel, in)) throw kernels::KernelError(*why);
               const kernels::KernelDef& def = *catalog.find(kernel);
@@ -201,6 +206,25 @@ struct Worker::Impl {
     connect_socket(control, opt.sink_control, "sink control");
   }
 
+  // Runs one small task of every built-in CUDA kernel on a new stream before the worker
+  // registers: loading the modules, creating cuBLAS's handle and the first launches cost tens
+  // of milliseconds, which would otherwise land on the first tasks of a batch.
+  static void warm_up(kernels::gpu::StreamRunner& runner) {
+    const std::pair<const char*, int64_t> kWarm[] = {{"noop", 0},      {"saxpy", 4096},
+                                                     {"reduce", 4096}, {"sgemm", 64},
+                                                     {"sort", 4096},   {"mandelbrot", 64},
+                                                     {"montecarlo_pi", 4096}};
+    for (const auto& [kernel, size] : kWarm) {
+      kernels::TaskInput in;
+      in.size = size;
+      try {
+        (void)runner.run(kernel, in);
+      } catch (const std::exception& e) {
+        log::warn("warming up {} on the GPU: {}", kernel, e.what());
+      }
+    }
+  }
+
   int64_t window() const {
     const int64_t slots = executor->threads();
     if (opt.prefetch > 0) return slots + opt.prefetch;
@@ -238,12 +262,22 @@ struct Worker::Impl {
       const int64_t now = clock.steady_ns();
       if (waiting_since_ns == 0) waiting_since_ns = now;
       if (now - waiting_since_ns >= ms_to_ns(10000) && now >= next_waiting_log_ns) {
-        // libzmq reconnects with back-off (100 ms growing to 5 s); say so now and then.
+        // libzmq reconnects with back-off (100 ms growing to 1 s); say so now and then.
         log::info("waiting for the ventilator at {} ({:.0f} s so far)", opt.ventilator,
                   static_cast<double>(now - waiting_since_ns) * 1e-9);
         next_waiting_log_ns = now + ms_to_ns(30000);
       }
     }
+  }
+
+  // Logs why a server refuses the handshake, at once and then every 30 s while it lasts.
+  void check_handshakes(int64_t now) {
+    const std::string& vent_why = vent_handshakes.failure();
+    const std::string& sink_why = sink_handshakes.failure();
+    if ((vent_why.empty() && sink_why.empty()) || now < next_handshake_log_ns) return;
+    if (!vent_why.empty()) log::warn("cannot register with the ventilator at {}: {}", opt.ventilator, vent_why);
+    if (!sink_why.empty()) log::warn("cannot send results to the sink at {}: {}", opt.sink_results, sink_why);
+    next_handshake_log_ns = now + ms_to_ns(30000);
   }
 
   void grant_credit() {
@@ -252,6 +286,8 @@ struct Worker::Impl {
     if (give <= 0) return;
     v1::Envelope env;
     env.mutable_credit()->set_credit(static_cast<uint32_t>(give));
+    // How long tasks took: the ventilator's scheduler plans with it.
+    for (auto& t : executor->take_timings()) *env.mutable_credit()->add_timings() = std::move(t);
     if (send_vent(env)) {
       outstanding += give;
     } else {
@@ -316,6 +352,14 @@ struct Worker::Impl {
       case v1::Envelope::kKill:
         log::info("the batch is over; exiting");
         return true;
+      case v1::Envelope::kCancelTasks: {
+        // Copies of tasks another worker finished first: drop them, or stop them.
+        const auto& c = env.cancel_tasks();
+        const std::vector<uint64_t> ids(c.task_ids().begin(), c.task_ids().end());
+        held -= static_cast<int64_t>(executor->cancel_tasks(c.job_id(), ids));
+        grant_credit();
+        break;
+      }
       case v1::Envelope::kCancelJob: {
         const uint64_t job = env.cancel_job().job_id();
         const size_t n = executor->drop_job(job);
@@ -543,6 +587,7 @@ struct Worker::Impl {
     hello();
     while (!kill && !stop_requested()) {
       const int64_t now = clock.steady_ns();
+      check_handshakes(now);
       if (!registered && now >= next_hello_ns) hello();
       if (registered && now - last_heard_ns > ms_to_ns(opt.peer_timeout_ms)) {
         log::warn("no word from the ventilator for {:.1f} s; registering again",
@@ -552,6 +597,9 @@ struct Worker::Impl {
       if (now >= next_heartbeat) {
         v1::Envelope hb;
         hb.mutable_heartbeat();
+        if (registered) {
+          for (auto& t : executor->take_timings()) *hb.mutable_heartbeat()->add_timings() = std::move(t);
+        }
         if (registered && !send_vent(hb)) registered = false;
         next_heartbeat = now + ms_to_ns(opt.heartbeat_ms);
       }

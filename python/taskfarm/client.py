@@ -1,6 +1,7 @@
 """Client of the taskfarm job service (taskfarm-ventilator --serve), over ZeroMQ."""
 import json
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -43,21 +44,46 @@ class Keys:
     server: str
 
     def apply(self, socket: "zmq.Socket") -> None:
-        secret = _read_key(self.secret)
+        secret = _read_key(self.secret, want_secret=True)
         socket.curve_secretkey = secret
         socket.curve_publickey = zmq.curve_public(secret)
-        socket.curve_serverkey = _read_key(self.server)
+        socket.curve_serverkey = _read_key(self.server, want_secret=False)
 
 
-def _read_key(path: str) -> bytes:
+_Z85_LINE = re.compile(rb"^[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}$")
+_KEY_LINE = re.compile(rb'^(public|secret)-key\s*=\s*"?([^"]{40})"?$')
+
+
+def _read_key(path: str, want_secret: bool) -> bytes:
+    """The key in a file from ``taskfarm keygen``: ZeroMQ's certificate format (``public-key``
+    and, in NAME.key, ``secret-key`` lines), or one bare 40-character line (earlier versions)."""
     try:
         with open(path, "rb") as f:
-            key = f.readline().strip()
+            text = f.read(4097)
     except OSError as e:
         raise TaskfarmError(f"cannot read key file {path}: {e.strerror}") from e
-    if len(key) != 40:
+    if len(text) > 4096:
+        raise TaskfarmError(f"{path} is larger than a key file (4 KiB)")
+    keys, bare = {}, []
+    for line in text.splitlines():
+        line = line.strip()
+        if _Z85_LINE.match(line):  # Z85 has '#': a bare key before comments
+            bare.append(line)
+        elif m := _KEY_LINE.match(line):
+            keys[m.group(1)] = m.group(2)
+    if want_secret:
+        if b"secret" in keys:
+            return keys[b"secret"]
+        if b"public" in keys or not bare:
+            raise TaskfarmError(f"{path} is not a secret key file (NAME.key from taskfarm keygen)")
+    else:
+        if b"secret" in keys:
+            raise TaskfarmError(f"{path} is a secret key; give the server's public key (NAME.pub)")
+        if b"public" in keys:
+            return keys[b"public"]
+    if len(bare) != 1:
         raise TaskfarmError(f"{path} is not a CURVE key (40 Z85 characters)")
-    return key
+    return bare[0]
 
 
 @dataclass(frozen=True)

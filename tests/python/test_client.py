@@ -136,15 +136,16 @@ def test_job_states_come_from_the_proto_enum_in_one_place():
 
 def test_curve_keys(make_farm, tmp_path):
     keys, auth = tmp_path / "keys", tmp_path / "authorized"
-    auth.mkdir()
-    for name in ("head", "me"):
+    # Keys are authorized by role: the head key, a worker key, and this client's own key.
+    for name, role in (("head", "head"), ("w", "workers"), ("me", "clients")):
         subprocess.run([binary("taskfarm"), "keygen", name, "--dir", str(keys)], check=True,
                        capture_output=True)
-        (auth / f"{name}.pub").write_bytes((keys / f"{name}.pub").read_bytes())
+        (auth / role).mkdir(parents=True, exist_ok=True)
+        (auth / role / f"{name}.pub").write_bytes((keys / f"{name}.pub").read_bytes())
     head = ["--curve-secret", str(keys / "head.key"), "--authorized-keys", str(auth)]
     f = make_farm(workers=0, sink_args=head,
                   vent_args=head + ["--server-key", str(keys / "head.pub")])
-    f.worker("cw", extra=["--curve-secret", str(keys / "me.key"), "--server-key",
+    f.worker("cw", extra=["--curve-secret", str(keys / "w.key"), "--server-key",
                           str(keys / "head.pub")])
     with Client(f.server, keys=(str(keys / "me.key"), str(keys / "head.pub"))) as client:
         assert client.submit(SMALL).wait(timeout=60, progress=False).tasks_ok == 60
@@ -153,6 +154,15 @@ def test_curve_keys(make_farm, tmp_path):
             client.jobs()
     with pytest.raises(taskfarm.TaskfarmError, match="cannot read key file"):
         Client(f.server, keys=(str(tmp_path / "none.key"), str(keys / "head.pub"))).jobs()
+    # The worker's key is not a client's: the service refuses it.
+    with Client(f.server, keys=(str(keys / "w.key"), str(keys / "head.pub")), timeout=0.5) as c:
+        with pytest.raises(ServiceUnavailable):
+            c.jobs()
+    # A public key given as the secret, and a secret given as the server's key.
+    with pytest.raises(taskfarm.TaskfarmError, match="not a secret key file"):
+        Client(f.server, keys=(str(keys / "me.pub"), str(keys / "head.pub"))).jobs()
+    with pytest.raises(taskfarm.TaskfarmError, match="is a secret key"):
+        Client(f.server, keys=(str(keys / "me.key"), str(keys / "head.key"))).jobs()
 
 
 @pytest.mark.skipif(not hasattr(pb, "WorkersRequest"),

@@ -1,42 +1,45 @@
-#include "ventilator/job.h"
+#include "jobs/job.h"
 
 #include <fmt/core.h>
 #include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
 #include <cctype>
-#include <fstream>
-#include <sstream>
 
 #include "common/errors.h"
+#include "common/files.h"
+#include "common/strict_json.h"
 #include "common/text.h"
 #include "kernels/kernel.h"
 
-namespace taskfarm::ventilator {
+namespace taskfarm::jobs {
 
 v1::JobSpec parse_job_json(const std::string& json, const std::string& where,
                            const std::string& default_name) {
   v1::JobSpec job;
+  // protobuf lets a key given twice and "count": "7" through: refused here first.
+  if (auto why = strict_json_problem(json, *v1::JobSpec::descriptor())) {
+    throw SetupError(fmt::format("{}: invalid job: {}", where, *why));
+  }
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;
   const auto status = google::protobuf::util::JsonStringToMessage(json, &job, options);
   if (!status.ok()) {
     std::string msg(status.message());
     std::replace(msg.begin(), msg.end(), '\n', ' ');
-    throw SetupError(fmt::format("{}: invalid job: {}", where, msg));
+    throw SetupError(fmt::format("{}: invalid job: {}", where, printable(msg, 300)));
   }
   if (job.name().empty()) job.set_name(default_name);
   validate_job(job, where);
   return job;
 }
 
-v1::JobSpec load_job_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw SetupError(fmt::format("cannot read job file '{}'", path));
-  std::ostringstream text;
-  text << in.rdbuf();
-  const auto base = path.substr(path.find_last_of('/') + 1);
-  return parse_job_json(text.str(), path, base.substr(0, base.rfind(".json")));
+v1::JobSpec load_job_file(const std::string& path, int64_t max_bytes) {
+  const std::string text = read_file_capped(path, static_cast<size_t>(max_bytes), "job file");
+  auto base = path.substr(path.find_last_of('/') + 1);
+  base = base.substr(0, base.rfind(".json"));
+  // The default name comes from the file name, which may hold anything: shown escaped and cut.
+  return parse_job_json(text, printable(path, 1024), printable(base, kMaxJobNameBytes - 16));
 }
 
 namespace {
@@ -169,8 +172,18 @@ void validate_job(v1::JobSpec& job, const std::string& where, const JobLimits& l
     if (auto err = registry.validate(t.kernel(), in)) {
       throw SetupError(fmt::format("{}: {}", entry, *err));
     }
+    // A missing size is 0 in JSON: never run a size-0 batch silently.
+    const kernels::KernelDef* def = registry.find(t.kernel());
+    if (def->job_needs_size && t.size() == 0 && t.payload().empty()) {
+      throw SetupError(fmt::format("{}: needs a size ({}) of at least 1", entry, def->size_meaning));
+    }
   }
   if (job.name().empty()) job.set_name(job.tasks(0).kernel());
+  if (auto why = name_problem(job.name(), kMaxJobNameBytes, /*allow_spaces=*/true)) {
+    throw SetupError(
+        fmt::format("{}: job name '{}' {} (job names: printable UTF-8, at most {} bytes)", where,
+                    printable(job.name(), 64), *why, kMaxJobNameBytes));
+  }
 }
 
 Job::Job(uint64_t id, v1::JobSpec spec) : id_(id), spec_(std::move(spec)) {
@@ -210,4 +223,4 @@ void Job::fill(uint64_t task_id, v1::Task* task) const {
   }
 }
 
-}  // namespace taskfarm::ventilator
+}  // namespace taskfarm::jobs
