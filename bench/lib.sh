@@ -18,6 +18,7 @@ BENCH_TMP=$(mktemp -d "${TMPDIR:-/tmp}/taskfarm-bench.XXXXXX")
 _bench_pids=()
 FARM_WORKER_ARGS=()
 FARM_SINK_ARGS=()
+FARM_STATE=0   # 1: the sink and the ventilator keep their journals (--state) in $BENCH_TMP
 
 # require_tools TOOL...: exits 1 at once, naming what is missing, before any work is done.
 require_tools() {
@@ -145,7 +146,8 @@ make_payload_job() {
 
 # run_farm TAG WORKERS VENTILATOR-ARGS... : one batch through a sink, WORKERS workers and a
 # ventilator on loopback TCP. Worker and sink flags can be added with FARM_WORKER_ARGS and
-# FARM_SINK_ARGS (arrays).
+# FARM_SINK_ARGS (arrays); with FARM_STATE=1 the sink and the ventilator journal to a fresh
+# --state folder each.
 # Leaves the sink's report in $BENCH_TMP/TAG.json, RSS files TAG-sink, TAG-ventilator,
 # TAG-worker-I; sets FARM_STATUS (0 when every process exited 0), FARM_WALL_S (ventilator) and
 # FARM_CPU_S (user + system seconds of all its processes).
@@ -157,8 +159,13 @@ run_farm() {
   local tasks=tcp://127.0.0.1:$PORT_BASE results=tcp://127.0.0.1:$((PORT_BASE + 1))
   local control=tcp://127.0.0.1:$((PORT_BASE + 2))
   rm -f "$BENCH_TMP/$tag.json"
+  local sink_state=() vent_state=()
+  if [ "$FARM_STATE" = 1 ]; then
+    rm -rf "$BENCH_TMP/$tag-state"
+    sink_state=(--state "$BENCH_TMP/$tag-state/sink") vent_state=(--state "$BENCH_TMP/$tag-state/ventilator")
+  fi
   launch "$tag-sink" "$BIN/taskfarm-sink" --bind "$results" --control "$control" \
-    --report "$BENCH_TMP/$tag.json" -q --log-level warn "${FARM_SINK_ARGS[@]}"
+    --report "$BENCH_TMP/$tag.json" -q --log-level warn "${sink_state[@]}" "${FARM_SINK_ARGS[@]}"
   local sink=$LAUNCHED wpids=()
   for i in $(seq 1 "$workers"); do
     launch "$tag-worker-$i" "$BIN/taskfarm-worker" --ventilator "$tasks" --sink-results "$results" \
@@ -169,7 +176,7 @@ run_farm() {
   local t0 t1 st=0
   t0=$(date +%s%N)
   launch "$tag-ventilator" "$BIN/taskfarm-ventilator" --bind "$tasks" --sink-results "$results" \
-    --sink-control "$control" --log-level warn "$@"
+    --sink-control "$control" --log-level warn "${vent_state[@]}" "$@"
   wait "$LAUNCHED" || st=$?
   t1=$(date +%s%N)
   FARM_WALL_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')

@@ -55,7 +55,7 @@ busy=$(ps -eo pcpu=,comm= --sort=-pcpu | awk '$1 > 20 { printf "%s (%s%%) ", $2,
 
 # ---------------------------------------------------------------- no-op throughput + memory
 echo "no-op throughput: $TASKS tasks, $WORKERS workers x $WORKER_THREADS thread(s) vs bare $RELAYS relays x $NOOP_BYTES B, $REPEAT runs each"
-tf_rates=() bare_rates=() tf_cpu=() bare_cpu=() tf_ok=1
+tf_rates=() bare_rates=() tf_cpu=() bare_cpu=() tf_ok=1 st_rates=() st_cpu=() st_ok=1
 for r in $(seq 1 "$REPEAT"); do
   run_bare "bare-noop-$r" --messages "$TASKS" --size "$NOOP_BYTES" --relays "$RELAYS"
   bare_rates+=("$(json_num "$BENCH_TMP/bare-noop-$r.json" msgs_per_s)")
@@ -67,7 +67,17 @@ for r in $(seq 1 "$REPEAT"); do
   tf_cpu+=("$FARM_CPU_S")
   printf '  run %d: bare %10.0f msgs/s, %6s CPU s   taskfarm %10.0f tasks/s (sink), %6s CPU s, ventilator wall %s s\n' \
     "$r" "${bare_rates[-1]}" "${bare_cpu[-1]}" "${tf_rates[-1]}" "$FARM_CPU_S" "$FARM_WALL_S"
+  # The same batch with the journals of a durable head node (--state on sink and ventilator).
+  FARM_STATE=1 run_farm "st-noop-$r" "$WORKERS" --kernel noop --tasks "$TASKS" || true
+  f=$BENCH_TMP/st-noop-$r.json
+  [ "$FARM_STATUS" -eq 0 ] && [ "$(json_num "$f" tasks_ok)" = "$TASKS" ] || st_ok=0
+  st_rates+=("$(json_num "$f" tasks_per_s)")
+  st_cpu+=("$FARM_CPU_S")
+  printf '         with --state: taskfarm %10.0f tasks/s (sink), %6s CPU s, ventilator wall %s s\n' \
+    "${st_rates[-1]}" "$FARM_CPU_S" "$FARM_WALL_S"
 done
+st_rate=$(printf '%s\n' "${st_rates[@]}" | median)
+st_us=$(printf '%s\n' "${st_cpu[@]}" | median | awk -v n="$TASKS" '{ print $1 == "nan" ? "nan" : $1 / n * 1e6 }')
 # CPU microseconds per task over all processes: robust to other load on the machine.
 tf_us=$(printf '%s\n' "${tf_cpu[@]}" | median | awk -v n="$TASKS" '{ print $1 == "nan" ? "nan" : $1 / n * 1e6 }')
 bare_us=$(printf '%s\n' "${bare_cpu[@]}" | median | awk -v n="$TASKS" '{ print $1 == "nan" ? "nan" : $1 / n * 1e6 }')
@@ -127,6 +137,10 @@ n_h=$(awk -v n="$TASKS" 'BEGIN { if (n % 1000000 == 0) printf "%dM", n / 1e6; el
 q=$(ratio "$tf_rate" "$bare_rate")
 row "no-op msgs/s, $n_h tasks, 2 workers" "$(fmt "$tf_rate")" "$(fmt "$bare_rate")" "$q" ">= 0.50x" "$(atleast "$q" 0.5 "$tf_ok")"
 row "CPU us per no-op task, all processes" "$(fmt "$tf_us" 2)" "$(fmt "$bare_us" 2)" "$(ratio "$tf_us" "$bare_us")" "info" "info"
+# Durable head node (issue 14): journals on, against taskfarm without them in the same run.
+q=$(ratio "$st_rate" "$tf_rate")
+row "no-op tasks/s with --state vs without" "$(fmt "$st_rate")" "$(fmt "$tf_rate")" "$q" ">= 0.90x" "$(atleast "$q" 0.9 "$((tf_ok && st_ok))")"
+row "CPU us per no-op task with --state vs without" "$(fmt "$st_us" 2)" "$(fmt "$tf_us" 2)" "$(ratio "$st_us" "$tf_us")" "info" "info"
 row "max RSS ventilator (MB), $n_h" "$rss_vent" "$bare_rss_mb" "" "< 100" "$(below "$rss_vent" 100 "$tf_ok")"
 row "max RSS worker 1 (MB), $n_h" "$rss_w1" "" "" "< 100" "$(below "$rss_w1" 100 "$tf_ok")"
 row "max RSS worker 2 (MB), $n_h" "$rss_w2" "" "" "< 100" "$(below "$rss_w2" 100 "$tf_ok")"

@@ -20,6 +20,9 @@ JobClient::JobClient(std::string endpoint, int64_t timeout_ms, const CurveOption
 }
 
 v1::Envelope JobClient::call(v1::Envelope& request) {
+  // Replies to requests that timed out (the service was restarting) are not this one's.
+  for (zmq::message_t stale; socket_.recv(stale, zmq::recv_flags::dontwait);) {
+  }
   socket_.send(encode(request), zmq::send_flags::none);  // queued until connected
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms_);
   zmq::message_t frame;
@@ -39,7 +42,7 @@ v1::Envelope JobClient::call(v1::Envelope& request) {
       throw SetupError(fmt::format("cannot talk to the job service at {}: {}", endpoint_, why));
     }
     if (std::chrono::steady_clock::now() >= deadline) {
-      throw SetupError(fmt::format(
+      throw NoAnswer(fmt::format(
           "no answer from the job service at {} within {:.1f} s (is taskfarm-ventilator --serve "
           "running?)",
           endpoint_, static_cast<double>(timeout_ms_) * 1e-3));

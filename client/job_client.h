@@ -7,10 +7,17 @@
 #include <cstdint>
 #include <string>
 
+#include "common/errors.h"
 #include "common/protocol.h"
 #include "common/security.h"
 
 namespace taskfarm::client {
+
+// No reply within the timeout: the service is not running, or restarting.
+class NoAnswer : public SetupError {
+ public:
+  using SetupError::SetupError;
+};
 
 class JobClient {
  public:
@@ -21,9 +28,9 @@ class JobClient {
   JobClient(std::string endpoint, int64_t timeout_ms, const CurveOptions& curve = {});
 
   // Sends `request` and waits for the reply.
-  // Returns: the reply. Throws: SetupError when no reply comes within the timeout (naming the
-  // reason when the CurveZMQ handshake failed: key refused, server key mismatch); Interrupted
-  // when a stop signal arrives while waiting.
+  // Returns: the reply. Throws: NoAnswer when no reply comes within the timeout (a late one is
+  // dropped before the next request); SetupError naming the reason when the CurveZMQ handshake
+  // failed (key refused, server key mismatch); Interrupted when a stop signal arrives.
   v1::Envelope call(v1::Envelope& request);
 
   // Convenience wrappers. Throw: SetupError with the server's error text, or as call().

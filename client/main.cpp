@@ -36,6 +36,20 @@ std::string progress_line(const v1::JobStatus& s) {
                      s.done(), s.total(), s.failed(), s.tasks_per_s(), eta);
 }
 
+// Returns: the job's status, asking again while the service does not answer (a restarting
+// ventilator) for up to a minute. Throws: SetupError (NoAnswer after that minute), Interrupted.
+v1::StatusReply status_riding_over(client::JobClient& c, const std::string& job) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (bool said = false;; said = true) {
+    try {
+      return c.status(job);
+    } catch (const client::NoAnswer& e) {
+      if (std::chrono::steady_clock::now() >= give_up) throw;
+      if (!said) fmt::print(stderr, "\ntaskfarm: {}; asking again for up to a minute\n", e.what());
+    }
+  }
+}
+
 // The job keeps running when a client stops waiting: say how to come back to it.
 int stopped_waiting(const std::string& job, bool tty) {
   if (tty) fmt::print("\n");
@@ -57,7 +71,7 @@ int wait_for(client::JobClient& c, const std::string& job, const std::string& re
   int report_polls = 0;
   try {
     for (;;) {
-      const auto reply = c.status(id);
+      const auto reply = status_riding_over(c, id);
       if (reply.jobs_size() == 0) throw SetupError(fmt::format("unknown job '{}'", job));
       const auto& s = reply.jobs(0);
       id = s.job_id();

@@ -12,6 +12,9 @@ namespace taskfarm {
 
 class ResultDigest {
  public:
+  ResultDigest() = default;
+  explicit ResultDigest(uint64_t value) : sum_(value) {}  // a saved digest, to continue it
+
   void add(uint64_t task_id, bool ok, uint64_t checksum) {
     sum_ += mix(task_id * 0xD6E8FEB86659FD93ull ^ mix(checksum ^ (ok ? 0 : 0xFA11ED00FA11ED00ull)));
   }

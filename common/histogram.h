@@ -54,6 +54,26 @@ class LatencyHistogram {
     return max_;
   }
 
+  // Calls f(index, count) for each non-empty bucket, in increasing order (for saving it).
+  template <typename F>
+  void for_each_index(F&& f) const {
+    for (int i = 0; i < kBuckets; ++i) {
+      if (counts_[i] != 0) f(i, counts_[i]);
+    }
+  }
+  // Restores a saved histogram: bucket counts by index, then its totals.
+  // Returns: false for an index out of range (nothing else is checked).
+  bool set_bucket(int index, uint64_t count) {
+    if (index < 0 || index >= kBuckets) return false;
+    counts_[static_cast<size_t>(index)] = count;
+    return true;
+  }
+  void set_totals(uint64_t count, uint64_t sum, uint64_t max) {
+    total_ = count;
+    sum_ = sum;
+    max_ = max;
+  }
+
   void merge(const LatencyHistogram& other) {
     for (int i = 0; i < kBuckets; ++i) counts_[i] += other.counts_[i];
     total_ += other.total_;

@@ -98,6 +98,9 @@ std::string_view body_name(const v1::Envelope& e) {
     case v1::Envelope::kServiceInfo: return "service_info";
     case v1::Envelope::kResultsRequest: return "results_request";
     case v1::Envelope::kResultsReply: return "results_reply";
+    case v1::Envelope::kSinkHeartbeat: return "sink_heartbeat";
+    case v1::Envelope::kResendResults: return "resend_results";
+    case v1::Envelope::kResultsNotHeld: return "results_not_held";
     case v1::Envelope::kCancelTasks: return "cancel_tasks";
     case v1::Envelope::kWorkers: return "workers";
     case v1::Envelope::kWorkersReply: return "workers_reply";

@@ -1,9 +1,11 @@
 // libFuzzer target: a whole session of the sink. The input is a program of operations on the
 // real state machine (sink::SinkCore, the class the sink process runs) with a results
 // directory: job starts with entries that keep mandelbrot images, result batches with
-// forged or honest bands, cancels, raw frames, acks flushed, jobs finished, the sink stopped.
+// forged or honest bands, cancels, raw frames, acks flushed, jobs finished, the sink stopped,
+// and (with a --state journal) the sink killed and started again on its journal.
 // Findings: crashes, sanitizer reports, uncaught exceptions, and broken invariants (an ack for
-// a task outside its job, a message the sink publishes that does not decode).
+// a task outside its job, a message the sink publishes that does not decode, a restarted sink
+// that counts fewer tasks of a job than it had acknowledged).
 #include <fuzzer/FuzzedDataProvider.h>
 #include <google/protobuf/stubs/logging.h>
 #include <unistd.h>
@@ -11,6 +13,8 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
+#include <set>
 #include <string>
 
 #include "common/clock.h"
@@ -120,11 +124,16 @@ void run(FuzzedDataProvider& in) {
   opt.keep_workers = in.ConsumeBool();
   opt.quiet = true;
   opt.results_dir = results_dir();
+  if (in.ConsumeBool()) {  // a journal, fresh for each input
+    opt.state_dir = results_dir() + "/state";
+    std::filesystem::remove_all(opt.state_dir);
+  }
   opt.max_jobs = in.ConsumeIntegralInRange<uint64_t>(1, 4);
   opt.max_tasks_per_job = in.ConsumeIntegralInRange<uint64_t>(1, 1 << 20);
   ManualClock clock;
   std::map<uint64_t, v1::BatchStart> jobs;  // as sent: to check the acks against
-  sink::SinkCore core(opt, clock, [&](std::string_view topic, v1::Envelope& env) {
+  std::map<uint64_t, std::set<uint64_t>> acked;  // tasks acknowledged final, by job
+  const sink::SinkCore::Publish publish = [&](std::string_view topic, v1::Envelope& env) {
     if (topic != kTopicAck && topic != kTopicCtl) fail("published on an unknown topic");
     const zmq::message_t bytes = encode(env);  // what the sink's socket sends
     const Decoded d = decode(bytes.data(), bytes.size());
@@ -134,14 +143,23 @@ void run(FuzzedDataProvider& in) {
       if (it == jobs.end()) fail("ack for a job never started");
       for (uint64_t id : env.ack().done()) {
         if (id >= it->second.total()) fail("ack for a task outside its job");
+        acked[env.ack().job_id()].insert(id);
       }
     }
-  });
+    // Acks mean durable: a sink started again on its journal has every acknowledged task.
+    if (env.has_job_accepted() && env.job_accepted().error().empty() &&
+        env.job_accepted().final_tasks() < acked[env.job_accepted().job_id()].size()) {
+      fail("a restarted sink counts fewer tasks than it had acknowledged");
+    }
+  };
+  std::optional<sink::SinkCore> core_slot;
+  core_slot.emplace(opt, clock, publish);
+  sink::SinkCore* core = &*core_slot;
   while (in.remaining_bytes() > 0) {
-    switch (in.ConsumeIntegralInRange(0, 6)) {
+    switch (in.ConsumeIntegralInRange(0, 7)) {
       case 0: {  // a raw frame
         const std::string frame = in.ConsumeRandomLengthString(2048);
-        core.on_frame(frame.data(), frame.size(), in.ConsumeBool());
+        core->on_frame(frame.data(), frame.size(), in.ConsumeBool());
         break;
       }
       case 1: {  // a job starts
@@ -150,7 +168,7 @@ void run(FuzzedDataProvider& in) {
         *env.mutable_batch_start() = make_start(in, id);
         if (!jobs.count(id)) jobs[id] = env.batch_start();
         const std::string frame = encode(env).to_string();
-        core.on_frame(frame.data(), frame.size(), false);
+        core->on_frame(frame.data(), frame.size(), false);
         break;
       }
       case 2: {  // a batch of results
@@ -161,7 +179,7 @@ void run(FuzzedDataProvider& in) {
         const int n = in.ConsumeIntegralInRange(1, 8);
         for (int i = 0; i < n; ++i) *batch->add_results() = make_result(in, jobs);
         const std::string frame = encode(env).to_string();
-        core.on_frame(frame.data(), frame.size(), false);
+        core->on_frame(frame.data(), frame.size(), false);
         break;
       }
       case 3: {  // cancelled or interrupted
@@ -169,19 +187,25 @@ void run(FuzzedDataProvider& in) {
         env.mutable_cancel_job()->set_job_id(in.ConsumeIntegralInRange<uint64_t>(0, 6));
         env.mutable_cancel_job()->set_state(static_cast<v1::JobState>(in.ConsumeIntegralInRange(0, 7)));
         const std::string frame = encode(env).to_string();
-        core.on_frame(frame.data(), frame.size(), false);
+        core->on_frame(frame.data(), frame.size(), false);
         break;
       }
       case 4:
-        core.flush_acks();
+        core->flush_acks();
         break;
       case 5:
         clock.advance_ms(in.ConsumeIntegralInRange(0, 10000));
-        core.progress();
-        if (core.finish_complete_jobs() && !opt.serve) return;  // one-shot: the batch is over
+        core->progress();
+        if (core->finish_complete_jobs() && !opt.serve) return;  // one-shot: the batch is over
+        break;
+      case 6:  // killed and started again (what it did not commit is lost, and never acked)
+        if (opt.state_dir.empty()) break;
+        core_slot.reset();
+        core_slot.emplace(opt, clock, publish);
+        core = &*core_slot;
         break;
       default:
-        (void)core.stop();
+        (void)core->stop();
         return;
     }
   }

@@ -6,7 +6,8 @@ set -euo pipefail
 packages=(build-essential cmake ninja-build pkg-config libzmq3-dev cppzmq-dev libprotobuf-dev
           protobuf-compiler libfmt-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
           python3-zmq python3-protobuf zlib1g-dev iproute2 libnetfilter-queue-dev
-          libcpp-httplib-dev libjs-chart.js nlohmann-json3-dev python3-venv python3-pip)
+          libcpp-httplib-dev libjs-chart.js nlohmann-json3-dev python3-venv python3-pip
+          libsqlite3-dev)
 for arg in "$@"; do
   case $arg in
     --test) packages+=(python3-pytest python3-selenium prometheus chromium chromium-driver) ;;

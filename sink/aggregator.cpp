@@ -5,15 +5,18 @@
 #include <algorithm>
 #include <iterator>
 
+#include "common/task_ranges.h"
 #include "common/text.h"
 
 namespace taskfarm::sink {
 
 JobAggregator::JobAggregator(const v1::BatchStart& start)
-    : job_id_(start.job_id()),
-      name_(start.name()),
-      total_(start.total()),
-      max_attempts_(start.max_attempts() == 0 ? kDefaultMaxAttempts : start.max_attempts()) {}
+    : JobAggregator(start.job_id(), start.name(), start.total(),
+                    start.max_attempts() == 0 ? kDefaultMaxAttempts : start.max_attempts()) {}
+
+JobAggregator::JobAggregator(uint64_t job_id, std::string name, uint64_t total,
+                             uint32_t max_attempts)
+    : job_id_(job_id), name_(std::move(name)), total_(total), max_attempts_(max_attempts) {}
 
 JobAggregator::WorkerStats& JobAggregator::worker_stats(const v1::WorkerInfo& worker) {
   if (!last_worker_ || last_worker_id_ != worker.id()) {
@@ -143,6 +146,91 @@ v1::Report JobAggregator::report() const {
   }
   for (const auto& f : failures_) *rep.add_failures() = f;
   return rep;
+}
+
+v1::AggregatorSnapshot JobAggregator::snapshot() const {
+  v1::AggregatorSnapshot s;
+  *s.mutable_final_tasks() = to_task_ranges(final_);
+  s.set_ok(ok_);
+  s.set_failed(failed_);
+  s.set_retried(retried_);
+  s.set_duplicates(duplicates_);
+  s.set_bytes(bytes_);
+  s.set_flops(flops_);
+  s.set_first_sent_ns(first_sent_ns_);
+  s.set_last_recv_ns(last_recv_ns_);
+  s.set_digest(digest_.value());
+  latency_ns_.for_each_index([&](int index, uint64_t count) {
+    s.add_latency_buckets(static_cast<uint64_t>(index));
+    s.add_latency_buckets(count);
+  });
+  s.set_latency_count(latency_ns_.count());
+  s.set_latency_sum(latency_ns_.sum());
+  s.set_latency_max(latency_ns_.max());
+  for (const auto& [id, ws] : workers_) {
+    auto* w = s.add_workers();
+    *w->mutable_info() = ws.info;
+    w->mutable_info()->clear_kernels();  // not in reports
+    w->mutable_info()->set_id(id);
+    w->set_tasks(ws.tasks);
+    w->set_busy_ns(ws.busy_ns);
+  }
+  for (const auto& [name, ks] : kernels_) {
+    auto* k = s.add_kernels();
+    k->set_kernel(name);
+    k->set_tasks(ks.tasks);
+    k->set_failed(ks.failed);
+    k->set_bytes(ks.bytes);
+    k->set_flops(ks.flops);
+    k->set_busy_ns(ks.busy_ns);
+  }
+  for (const auto& f : failures_) *s.add_failures() = f;
+  return s;
+}
+
+bool JobAggregator::restore(const v1::AggregatorSnapshot& s) {
+  *this = JobAggregator(job_id_, name_, total_, max_attempts_);
+  RangeSet finals;
+  bool ok = from_task_ranges(s.final_tasks(), finals, total_) &&
+            finals.size() == s.ok() + s.failed() && s.latency_buckets_size() % 2 == 0;
+  LatencyHistogram latency;
+  for (int i = 0; ok && i < s.latency_buckets_size(); i += 2) {
+    ok = s.latency_buckets(i) < LatencyHistogram::kBuckets &&
+         latency.set_bucket(static_cast<int>(s.latency_buckets(i)), s.latency_buckets(i + 1));
+  }
+  if (!ok) return false;
+  latency.set_totals(s.latency_count(), s.latency_sum(), s.latency_max());
+  final_ = std::move(finals);
+  latency_ns_ = latency;
+  ok_ = s.ok();
+  failed_ = s.failed();
+  retried_ = s.retried();
+  duplicates_ = s.duplicates();
+  bytes_ = s.bytes();
+  flops_ = s.flops();
+  first_sent_ns_ = s.first_sent_ns();
+  last_recv_ns_ = s.last_recv_ns();
+  digest_ = ResultDigest(s.digest());
+  for (const auto& w : s.workers()) {
+    if (workers_.size() >= kMaxListedWorkers && !workers_.count(w.info().id())) break;
+    WorkerStats& ws = workers_[w.info().id()];
+    ws.info = w.info();
+    ws.tasks = w.tasks();
+    ws.busy_ns = w.busy_ns();
+  }
+  for (const auto& k : s.kernels()) {
+    KernelStats& ks = kernels_[k.kernel()];
+    ks.tasks = k.tasks();
+    ks.failed = k.failed();
+    ks.bytes = k.bytes();
+    ks.flops = k.flops();
+    ks.busy_ns = k.busy_ns();
+  }
+  for (const auto& f : s.failures()) {
+    if (failures_.size() >= kMaxListedFailures) break;
+    failures_.push_back(f);
+  }
+  return true;
 }
 
 }  // namespace taskfarm::sink

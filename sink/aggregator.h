@@ -59,7 +59,18 @@ class JobAggregator {
   // Returns: the report as of now (final once complete()).
   v1::Report report() const;
 
+  // Returns: everything the aggregator has counted, for the sink's journal.
+  v1::AggregatorSnapshot snapshot() const;
+  // Replaces the counts with a snapshot of the same job.
+  // Returns: false (counts left empty) when the snapshot does not fit the job: task ids past
+  // its total, or counts that disagree with the set of final tasks.
+  bool restore(const v1::AggregatorSnapshot& snapshot);
+  // Returns: the ids of tasks with a final result.
+  const RangeSet& final_tasks() const { return final_; }
+
  private:
+  JobAggregator(uint64_t job_id, std::string name, uint64_t total, uint32_t max_attempts);
+
   struct WorkerStats {
     v1::WorkerInfo info;
     uint64_t tasks = 0;

@@ -46,6 +46,9 @@ int main(int argc, char** argv) {
   app.add_option("--results-service", service_spec,
                  "endpoint for `taskfarm results` clients (default with --serve: tcp://*:5561; "
                  "'off': none)");
+  app.add_option("--state", opt.state_dir,
+                 "journal folder (DIR/sink.db): a sink restarted with the same DIR continues its "
+                 "jobs; acks are sent once results are in it");
   opt.curve.add_flags(app, /*server=*/true, /*client=*/false);
   add_common_flags(app);
   return cli_main(app, argc, argv, [&] {

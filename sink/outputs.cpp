@@ -5,6 +5,7 @@
 
 #include <cstdio>
 
+#include "common/state_dir.h"
 #include "common/log.h"
 #include "kernels/kernel.h"
 
@@ -21,7 +22,7 @@ bool job_has_outputs(const v1::JobSpec& spec) {
 }
 
 JobOutputs::JobOutputs(const std::filesystem::path& results_dir, uint64_t job_id,
-                       const v1::JobSpec& spec)
+                       const v1::JobSpec& spec, std::optional<uint64_t> keep_index_bytes)
     : dir_(results_dir / fmt::format("{:016x}", job_id)) {
   for (const auto& t : spec.tasks()) {
     try {
@@ -38,8 +39,17 @@ JobOutputs::JobOutputs(const std::filesystem::path& results_dir, uint64_t job_id
                ec.message());
     return;
   }
-  index_.open(dir_ / "index.jsonl", std::ios::app | std::ios::binary);
-  if (!index_) log::error("cannot write {}", (dir_ / "index.jsonl").string());
+  const auto index = dir_ / "index.jsonl";
+  const uint64_t size = std::filesystem::file_size(index, ec);
+  index_bytes_ = ec ? 0 : size;
+  if (keep_index_bytes && !ec && size > *keep_index_bytes) {
+    std::filesystem::resize_file(index, *keep_index_bytes, ec);
+    if (ec) log::error("cannot cut {} to {} bytes: {}", index.string(), *keep_index_bytes, ec.message());
+    index_bytes_ = *keep_index_bytes;
+  }
+  remove_stray_temporaries(dir_ / "outputs");
+  index_.open(index, std::ios::app | std::ios::binary);
+  if (!index_) log::error("cannot write {}", index.string());
 }
 
 void JobOutputs::record(const v1::Result& r, const std::string& worker, int entry,
@@ -81,7 +91,9 @@ void JobOutputs::record(const v1::Result& r, const std::string& worker, int entr
   }
   if (r.status() != v1::STATUS_OK) line["error"] = r.error();
   // Invalid UTF-8 from a peer (an error text, a worker id) is replaced, never a throw.
-  index_ << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+  const std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  index_ << text << '\n';
+  index_bytes_ += text.size() + 1;
 }
 
 void JobOutputs::flush() {

@@ -27,9 +27,12 @@ bool job_has_outputs(const v1::JobSpec& spec);
 
 class JobOutputs {
  public:
-  // Creates DIR/<job id>/outputs. Throws: nothing; a folder it cannot create is logged, and
-  // the outputs are then dropped (counted in failed_writes()).
-  JobOutputs(const std::filesystem::path& results_dir, uint64_t job_id, const v1::JobSpec& spec);
+  // Creates DIR/<job id>/outputs. With `keep_index_bytes`, an existing index is first cut to
+  // that many bytes (a restarted sink drops the lines of results its journal does not count;
+  // 0: a fresh index); without, lines are appended. Throws: nothing; a folder it cannot create
+  // is logged, and the outputs are then dropped (counted in failed_writes()).
+  JobOutputs(const std::filesystem::path& results_dir, uint64_t job_id, const v1::JobSpec& spec,
+             std::optional<uint64_t> keep_index_bytes = std::nullopt);
 
   // Records the final result of task `r.task_id()` (entry `entry`, index `index` in it).
   void record(const v1::Result& r, const std::string& worker, int entry, uint64_t index);
@@ -37,6 +40,8 @@ class JobOutputs {
   void flush();
 
   uint64_t failed_writes() const { return failed_writes_; }
+  // Returns: the size of the index, with what was recorded (flushed or not).
+  uint64_t index_bytes() const { return index_bytes_; }
 
  private:
   std::filesystem::path dir_;
@@ -44,6 +49,7 @@ class JobOutputs {
   std::vector<Sweep> sweeps_;
   std::vector<std::string> kernels_;
   uint64_t failed_writes_ = 0;
+  uint64_t index_bytes_ = 0;
 };
 
 // Reads index lines of a job from byte `offset` of its index, with their outputs, until about

@@ -109,6 +109,7 @@ struct Sink::Impl {
       core.flush_acks();
       if (serving && (items[1].revents & ZMQ_POLLIN)) serve_clients();
       core.progress();
+      core.heartbeat();
       core.publish_stats();
       exit_code = core.finish_complete_jobs();
     }

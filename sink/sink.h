@@ -26,6 +26,9 @@ struct SinkOptions {
   uint64_t max_tasks_per_job = UINT32_MAX;         // tasks in one job (reports count in 32 bits)
   uint64_t max_output_bytes = uint64_t{64} << 20;  // one task's output (--max-output-mb)
   std::string results_service_bind;  // ROUTER for `taskfarm results` (empty: none)
+  // --state DIR: the journal (DIR/sink.db) that lets a restarted sink continue its jobs; empty
+  // for none.
+  std::string state_dir;
   CurveOptions curve;
 };
 

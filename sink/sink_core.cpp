@@ -3,14 +3,20 @@
 #include <fmt/core.h>
 #include <google/protobuf/arena.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <vector>
 
 #include "common/errors.h"
+#include "common/state_dir.h"
 #include "common/job_state.h"
+#include "common/net.h"
 #include "common/log.h"
 #include "common/report.h"
 #include "common/signals.h"
@@ -18,6 +24,7 @@
 #include "kernels/inputs.h"
 #include "kernels/kernel.h"
 #include "sink/aggregator.h"
+#include "sink/journal.h"
 #include "sink/metrics.h"
 #include "sink/outputs.h"
 #include "sink/png.h"
@@ -25,21 +32,11 @@
 namespace taskfarm::sink {
 namespace {
 
-// Writes `text` to `path` through a temporary file, so readers never see half a report.
+// Writes a report through a synced temporary file and a rename: a reader, or a restart after a
+// crash, never sees half of one.
 void write_atomically(const std::filesystem::path& path, const std::string& text) {
-  std::error_code ec;
-  std::filesystem::create_directories(path.parent_path(), ec);
-  const auto tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text << '\n';
-    if (!out) {
-      log::error("cannot write {}", tmp);
-      return;
-    }
-  }
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) log::error("cannot write {}: {}", path.string(), ec.message());
+  const std::string error = write_file_atomically(path, text + "\n");
+  if (!error.empty()) log::error("{}", error);
 }
 
 std::string job_hex(uint64_t id) { return fmt::format("{:016x}", id); }
@@ -64,8 +61,10 @@ struct SinkJob {
   uint64_t unattributed_at_start = 0;
 
   std::unique_ptr<JobOutputs> outputs;  // index and outputs, for jobs that return them
+  uint64_t ventilator_id = 0;           // of the ventilator that started it (0: not said)
 
-  explicit SinkJob(const v1::BatchStart& start) : agg(start), spec(start.spec()) {
+  explicit SinkJob(const v1::BatchStart& start)
+      : agg(start), spec(start.spec()), ventilator_id(start.ventilator_id()) {
     uint64_t first = 0;
     for (const auto& t : spec.tasks()) {
       starts.push_back(first);
@@ -99,7 +98,9 @@ struct SinkCore::Impl {
   uint64_t image_bytes = 0;  // all assembled images together
   bool accepted_one = false;  // one-shot mode takes a single job
   std::optional<int> one_shot_exit;
-  v1::Ack pending_ack;  // acks not yet published
+  // Acks not yet published, by job: published after the journal has the results they
+  // acknowledge.
+  std::map<uint64_t, v1::Ack> pending_acks;
   int64_t last_progress_ns = 0;
   uint64_t late_results = 0;
   SinkMetrics metrics;  // totals for the ventilator's /metrics (issue 16)
@@ -107,30 +108,190 @@ struct SinkCore::Impl {
   const std::function<std::string()>* peer = nullptr;  // of the frame being handled
   std::vector<char> arena_block = std::vector<char>(512 << 10);
 
+  // This process: a restarted sink has another epoch (in its heartbeats, acks, acceptances).
+  const uint64_t epoch = random_u64();
+  int64_t next_heartbeat_ns = 0;
+  // --state: the journal, and the jobs whose counts changed since its last commit.
+  std::unique_ptr<StateDir> state;
+  std::unique_ptr<SinkJournal> journal;
+  std::set<uint64_t> dirty;
+  std::string journal_error;  // why the last commit failed ("": it did not)
+  int64_t next_commit_retry_ns = 0;
+  int64_t commit_ns = 0;  // time spent committing (for the log)
+
   Impl(const SinkOptions& o, const Clock& c, Publish p)
-      : opt(o), clock(c), publish(std::move(p)) {}
+      : opt(o), clock(c), publish(std::move(p)) {
+    if (!opt.state_dir.empty()) open_state();
+  }
+  ~Impl() {
+    if (journal) {
+      log::debug("journal {}: {} commits in {:.3f} s", journal->path(), journal->commits(),
+                 static_cast<double>(commit_ns) * 1e-9);
+    }
+  }
+
+  // ------------------------------------------------------------------ journal
+
+  std::filesystem::path image_file(uint64_t id, int entry) const {
+    return state->path() / "images" / fmt::format("{}-{}.gray", job_hex(id), entry);
+  }
+
+  void open_state() {
+    state = std::make_unique<StateDir>(opt.state_dir, "sink");
+    journal = std::make_unique<SinkJournal>(state->file("sink.db"));
+    SinkJournal::Loaded loaded = journal->load();
+    for (const auto& p : loaded.problems) log::error("journal {}: {}; skipped", journal->path(), p);
+    for (auto& end : loaded.ended) {
+      const uint64_t id = end.batch_end().job_id();
+      remember_ended(id, std::move(end));
+    }
+    for (auto& row : loaded.active) restore_job(row);
+    if (!opt.results_dir.empty()) {
+      std::error_code ec;
+      for (std::filesystem::directory_iterator it(opt.results_dir, ec), end; !ec && it != end;
+           it.increment(ec)) {
+        if (it->is_directory(ec)) remove_stray_temporaries(it->path());
+      }
+    }
+    if (!opt.report_path.empty()) {
+      std::error_code ec;
+      std::filesystem::remove(opt.report_path + ".tmp", ec);
+    }
+    log::info("state in {}: {} job(s) in progress, {} ended", opt.state_dir, active.size(),
+              ended.size());
+  }
+
+  void restore_job(const SinkJournal::ActiveJob& row) {
+    const uint64_t id = row.start.job_id();
+    if (auto why = check_start(row.start)) {
+      log::error("journal: job {} has a bad start ({}); skipped", job_hex(id), *why);
+      return;
+    }
+    SinkJob& job = active.try_emplace(id, row.start).first->second;
+    if (row.has_snapshot && !job.agg.restore(row.snapshot)) {
+      // The ventilator sees the sink count fewer tasks than it had acknowledged and runs the
+      // job again from the start: nothing is reported that was not counted.
+      log::error("journal: the counts of job {} do not fit the job; counting it from the start",
+                 job_hex(id));
+    }
+    job.rejected = row.rejected;
+    if (job_has_outputs(row.start.spec())) {
+      if (opt.results_dir.empty()) opt.results_dir = "taskfarm-results";
+      // Lines past what the journal counts belong to results it does not: they come again.
+      job.outputs = std::make_unique<JobOutputs>(opt.results_dir, id, row.start.spec(),
+                                                 job.agg.done() > 0 ? row.index_bytes : 0);
+    }
+    for (int e = 0; e < job.spec.tasks_size(); ++e) {
+      if (!job.assembles_image(e)) continue;
+      const auto path = image_file(id, e);
+      const auto width = static_cast<uint64_t>(job.spec.tasks(e).size());
+      std::ifstream in(path, std::ios::binary);
+      if (!in || image_bytes + width * width > kMaxImageBytesTotal) continue;
+      std::string pixels(width * width, '\0');
+      in.read(pixels.data(), static_cast<std::streamsize>(pixels.size()));
+      image_bytes += pixels.size();
+      job.images.emplace(e, std::move(pixels));
+    }
+    accepted_one = true;
+    last_progress_ns = clock.steady_ns();
+    log::info("job '{}' ({}) continues: {}/{} tasks counted", printable(job.agg.name()),
+              job_hex(id), job.agg.done(), job.agg.total());
+  }
+
+  // Returns: whether the journal may be written now (not right after a failure: retried
+  // every half second).
+  bool journal_writable() const {
+    return journal_error.empty() || clock.steady_ns() >= next_commit_retry_ns;
+  }
+
+  // Runs one journal transaction. Returns: whether it was committed; a failure is logged once
+  // and remembered (journal_error, in heartbeats) until a commit works again.
+  template <typename F>
+  bool journal_write(F&& f) {
+    if (!journal) return true;
+    if (!journal_writable()) return false;
+    try {
+      journal->write(f);
+    } catch (const std::exception& e) {
+      if (journal_error.empty()) {
+        log::error("cannot write the journal {}: {}; acknowledgements wait until it can",
+                   journal->path(), e.what());
+      }
+      journal_error = e.what();
+      next_commit_retry_ns = clock.steady_ns() + ms_to_ns(500);
+      return false;
+    }
+    if (!journal_error.empty()) {
+      log::info("the journal {} can be written again", journal->path());
+      journal_error.clear();
+    }
+    return true;
+  }
+
+  // Commits the counts of the jobs touched since the last commit. Returns: whether the journal
+  // has everything counted so far.
+  bool commit() {
+    if (!journal) return true;
+    if (dirty.empty()) {
+      if (journal_error.empty()) return true;
+      // A failed write with nothing to count since (a job's start or end): try a real one.
+      return journal_write([&](SinkJournal::Batch& b) { b.touch(clock.wall_ns()); });
+    }
+    const int64_t started = clock.steady_ns();
+    const bool ok = journal_write([&](SinkJournal::Batch& b) {
+      for (uint64_t id : dirty) {
+        auto it = active.find(id);
+        if (it == active.end()) continue;
+        const SinkJob& job = it->second;
+        b.progress(id, job.agg.snapshot(), job.rejected,
+                   job.outputs ? job.outputs->index_bytes() : 0);
+      }
+    });
+    if (ok) dirty.clear();
+    commit_ns += clock.steady_ns() - started;
+    return ok;
+  }
 
   void reject(SinkJob* job, std::string_view why) {
     rejects.reject(why, peer && *peer ? (*peer)() : std::string());
     if (job) {
       ++job->rejected;
+      if (journal) dirty.insert(job->agg.job_id());
     } else {
       ++unattributed;
     }
   }
 
   void flush_acks() {
-    // Outputs first: a task is acknowledged once its output and index line are written.
+    // Outputs first, then the journal: a task is acknowledged once its output and index line
+    // are written and the journal counts its result.
     for (auto& [id, job] : active) {
       if (job.outputs) job.outputs->flush();
     }
-    if (pending_ack.done_size() == 0 && pending_ack.retry_size() == 0) return;
-    const uint64_t job_id = pending_ack.job_id();
+    if (!commit()) return;  // the acks wait (the tasks' leases stay open)
+    for (auto& [job_id, ack] : pending_acks) {
+      if (ack.done_size() == 0 && ack.retry_size() == 0) continue;
+      v1::Envelope env;
+      *env.mutable_ack() = std::move(ack);
+      env.mutable_ack()->set_job_id(job_id);
+      env.mutable_ack()->set_sink_epoch(epoch);
+      publish(kTopicAck, env);
+    }
+    pending_acks.clear();
+  }
+
+  // Publishes the heartbeat that tells the ventilator and the workers this sink is alive, and
+  // which process it is.
+  void heartbeat() {
+    const int64_t now = clock.steady_ns();
+    if (now < next_heartbeat_ns) return;
+    next_heartbeat_ns = now + ms_to_ns(250);
     v1::Envelope env;
-    *env.mutable_ack() = std::move(pending_ack);
-    pending_ack.Clear();
-    pending_ack.set_job_id(job_id);
-    publish(kTopicAck, env);
+    env.mutable_sink_heartbeat()->set_epoch(epoch);
+    env.mutable_sink_heartbeat()->set_journal_error(journal_error);
+    publish(kTopicCtl, env);
+    // A failed commit is retried even when no result comes.
+    if (!journal_error.empty() && journal_writable()) flush_acks();
   }
 
   void remember_ended(uint64_t id, v1::Envelope end) {
@@ -180,10 +341,43 @@ struct SinkCore::Impl {
     return std::nullopt;
   }
 
+  void refuse(uint64_t id, const std::string& name, const std::string& why) {
+    v1::Envelope env;
+    env.mutable_job_accepted()->set_job_id(id);
+    env.mutable_job_accepted()->set_error(why);
+    env.mutable_job_accepted()->set_sink_epoch(epoch);
+    log::warn("refused job '{}' ({}): {}", printable(name), job_hex(id), why);
+    publish(kTopicAck, env);
+  }
+
+  // A serving sink takes jobs from one ventilator: when another one starts a job, the jobs of
+  // the one before are orphans (it restarted without --state, so nobody will finish them).
+  void end_orphans(uint64_t ventilator_id) {
+    std::vector<uint64_t> orphans;
+    for (const auto& [id, job] : active) {
+      if (job.ventilator_id != 0 && job.ventilator_id != ventilator_id) orphans.push_back(id);
+    }
+    for (uint64_t id : orphans) {
+      log::warn("job '{}' ({}): its ventilator restarted without its state (--state DIR); "
+                "ending the job as interrupted",
+                printable(active.at(id).agg.name()), job_hex(id));
+      end_early(id, v1::JOB_INTERRUPTED);
+    }
+  }
+
   void on_batch_start(const v1::BatchStart& start) {
     const uint64_t id = start.job_id();
     if (auto e = ended.find(id); e != ended.end()) {
-      if (e->second.has_batch_end()) publish(kTopicCtl, e->second);  // its end was missed
+      if (!e->second.has_batch_end()) return;
+      publish(kTopicCtl, e->second);  // its end was missed
+      // A one-shot sink restarted after its batch ended has nothing more to do.
+      if (!opt.serve && active.empty() && !one_shot_exit) {
+        const auto& be = e->second.batch_end();
+        one_shot_exit = be.state() == v1::JOB_INTERRUPTED ? kExitInterrupted
+                        : be.tasks_failed() > 0 || be.state() == v1::JOB_CANCELLED
+                            ? kExitTasksFailed
+                            : kExitOk;
+      }
       return;
     }
     if (!active.count(id)) {
@@ -192,19 +386,27 @@ struct SinkCore::Impl {
         return;
       }
       if (!opt.serve && accepted_one) {
-        log::warn("ignoring job '{}' ({}): this sink takes one batch (use --serve)",
-                  printable(start.name()), job_hex(id));
+        if (active.empty()) {
+          refuse(id, start.name(), "this one-shot sink has taken its batch (taskfarm-sink --serve "
+                                   "takes several)");
+        } else {
+          const auto& [busy_id, busy] = *active.begin();
+          refuse(id, start.name(),
+                 fmt::format("this one-shot sink is busy with batch '{}' ({}) of another "
+                             "ventilator (a restarted one?): restart the sink, or run both with "
+                             "--state DIR so that a restart continues the batch",
+                             printable(busy.agg.name()), job_hex(busy_id)));
+        }
         return;
       }
+      if (opt.serve && start.ventilator_id() != 0) end_orphans(start.ventilator_id());
       if (auto why = over_limits(start)) {
-        v1::Envelope env;
-        env.mutable_job_accepted()->set_job_id(id);
-        env.mutable_job_accepted()->set_error(*why);
-        log::warn("refused job '{}' ({}): {}", printable(start.name()), job_hex(id),
-                  env.job_accepted().error());
-        publish(kTopicAck, env);
+        refuse(id, start.name(), *why);
         return;
       }
+      // Recorded before it is accepted: the sink answers nothing while it cannot write, and
+      // the ventilator asks again.
+      if (!journal_write([&](SinkJournal::Batch& b) { b.start(start); })) return;
       SinkJob& job = active.try_emplace(id, start).first->second;
       if (job_has_outputs(start.spec())) {
         if (opt.results_dir.empty()) {
@@ -212,7 +414,10 @@ struct SinkCore::Impl {
           log::info("job '{}' returns outputs: writing them to {}/ (taskfarm-sink --results-dir)",
                     printable(start.name()), opt.results_dir);
         }
-        job.outputs = std::make_unique<JobOutputs>(opt.results_dir, id, start.spec());
+        // With a journal, an index left by an earlier life of this job is not counted.
+        job.outputs = std::make_unique<JobOutputs>(
+            opt.results_dir, id, start.spec(),
+            journal ? std::optional<uint64_t>(0) : std::nullopt);
       }
       // A one-shot sink lives for its batch: what it rejected before counts too.
       job.unattributed_at_start = opt.serve ? unattributed : 0;
@@ -222,6 +427,8 @@ struct SinkCore::Impl {
     }
     v1::Envelope env;
     env.mutable_job_accepted()->set_job_id(id);
+    env.mutable_job_accepted()->set_sink_epoch(epoch);
+    env.mutable_job_accepted()->set_final_tasks(active.at(id).agg.done());
     publish(kTopicAck, env);
   }
 
@@ -296,6 +503,26 @@ struct SinkCore::Impl {
     }
     // check_output proved row * width + size <= width * width.
     it->second.replace(r.output_row() * width, r.output().size(), r.output());
+    if (state) {  // the band survives a restart of the sink (written before the commit)
+      const auto path = image_file(job.agg.job_id(), e);
+      std::error_code ec;
+      std::filesystem::create_directories(path.parent_path(), ec);
+      const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+      const auto offset = static_cast<off_t>(r.output_row() * width);
+      if (fd < 0 || ::pwrite(fd, r.output().data(), r.output().size(), offset) !=
+                        static_cast<ssize_t>(r.output().size())) {
+        log::error("cannot write {}: a restart of the sink would lose this band", path.string());
+      }
+      if (fd >= 0) ::close(fd);
+    }
+  }
+
+  void remove_image_files(uint64_t id, SinkJob& job) {
+    if (!state) return;
+    std::error_code ec;
+    for (int e = 0; e < job.spec.tasks_size(); ++e) {
+      if (job.assembles_image(e)) std::filesystem::remove(image_file(id, e), ec);
+    }
   }
 
   void on_results(const v1::ResultBatch& batch) {
@@ -310,6 +537,8 @@ struct SinkCore::Impl {
     }
     const int64_t now = clock.wall_ns();
     std::vector<SinkJob*> touched;  // jobs this worker sent results for
+    v1::Ack* ack = nullptr;         // of the job of the result at hand
+    uint64_t ack_job = 0;
     for (const auto& r : batch.results()) {
       auto it = active.find(r.job_id());
       if (it == active.end()) {
@@ -326,9 +555,10 @@ struct SinkCore::Impl {
         continue;
       }
       if (touched.empty() || touched.back() != &job) touched.push_back(&job);
-      if (pending_ack.job_id() != r.job_id()) {
-        flush_acks();
-        pending_ack.set_job_id(r.job_id());
+      if (!ack || ack_job != r.job_id()) {
+        ack_job = r.job_id();
+        ack = &pending_acks[ack_job];
+        if (journal) dirty.insert(ack_job);
       }
       const v1::Result* result = &r;
       v1::Result bad_output;
@@ -344,8 +574,8 @@ struct SinkCore::Impl {
       }
       switch (job.agg.add(*result, batch.worker(), now)) {
         case Outcome::kFinal: {
-          pending_ack.add_done(r.task_id());
-          if (result->status() != v1::STATUS_OK) pending_ack.add_failed(r.task_id());
+          ack->add_done(r.task_id());
+          if (result->status() != v1::STATUS_OK) ack->add_failed(r.task_id());
           const int e = job.entry_of(r.task_id());
           if (!result->output().empty() && job.assembles_image(e)) place_band(job, *result);
           if (job.outputs) {
@@ -355,10 +585,10 @@ struct SinkCore::Impl {
           break;
         }
         case Outcome::kDuplicate:  // re-ack: the first ack may have been lost
-          pending_ack.add_done(r.task_id());
+          ack->add_done(r.task_id());
           break;
         case Outcome::kRetry:
-          pending_ack.add_retry(r.task_id());
+          ack->add_retry(r.task_id());
           break;
         case Outcome::kInvalid:  // check_identity let it through: cannot happen
           reject(&job, fmt::format("result for task {}", r.task_id()));
@@ -545,6 +775,12 @@ struct SinkCore::Impl {
     be->set_stop_workers(!opt.serve && !opt.keep_workers);
     be->set_state(state);
     *be->mutable_report() = rep;
+    // A failure is logged; the journal then still holds the job, which ends again (with the
+    // same report) after a restart.
+    journal_write([&](SinkJournal::Batch& b) { b.end(id, end); });
+    dirty.erase(id);
+    pending_acks.erase(id);
+    remove_image_files(id, job);
     publish(kTopicCtl, end);
     remember_ended(id, std::move(end));
     if (state == v1::JOB_INTERRUPTED) return kExitInterrupted;
@@ -554,16 +790,24 @@ struct SinkCore::Impl {
   // A job cancelled by a client or interrupted by a stopped role: partial report, then end.
   void end_early(uint64_t id, v1::JobState state) {
     auto it = active.find(id);
-    if (it == active.end()) return;
+    if (it == active.end()) {
+      // Ended already: a ventilator asking again missed the end (and its report).
+      if (auto e = ended.find(id); e != ended.end() && e->second.has_batch_end()) {
+        publish(kTopicCtl, e->second);
+      }
+      return;
+    }
     log::info("job '{}' ({}) {} at {}/{}", printable(it->second.agg.name()), job_hex(id),
               job_state_name(state), it->second.agg.done(), it->second.agg.total());
-    if (pending_ack.job_id() == id) flush_acks();
+    flush_acks();
     const int code = end_job(id, it->second, state);
     active.erase(it);
     if (!opt.serve) one_shot_exit = code;
   }
 
   std::optional<int> finish_complete_jobs() {
+    // While the journal cannot be written, jobs pause: their last acks wait for it too.
+    if (!journal_error.empty()) return one_shot_exit;
     for (auto it = active.begin(); it != active.end();) {
       if (!it->second.agg.complete()) {
         ++it;
@@ -579,6 +823,7 @@ struct SinkCore::Impl {
 
   int stop() {
     flush_acks();
+
     if (opt.serve) {
       log::info("stopping with {} job(s) in progress", active.size());
       return kExitOk;
@@ -614,6 +859,12 @@ v1::Envelope SinkCore::on_client_request(const v1::Envelope& request) {
     reply.mutable_results_reply()->set_error(fmt::format("the sink failed: {}", e.what()));
     return reply;
   }
+}
+void SinkCore::heartbeat() { impl_->heartbeat(); }
+uint64_t SinkCore::epoch() const { return impl_->epoch; }
+const std::string& SinkCore::journal_error() const { return impl_->journal_error; }
+uint64_t SinkCore::journal_commits() const {
+  return impl_->journal ? impl_->journal->commits() : 0;
 }
 uint64_t SinkCore::rejected() const { return impl_->rejects.count(); }
 size_t SinkCore::active_jobs() const { return impl_->active.size(); }

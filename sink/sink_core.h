@@ -23,6 +23,8 @@ class SinkCore {
   // Sends [topic][envelope] on the control socket.
   using Publish = std::function<void(std::string_view topic, v1::Envelope& envelope)>;
 
+  // With options.state_dir, opens the journal there and continues the jobs it holds.
+  // Throws: SetupError when the state folder or its journal cannot be used.
   SinkCore(const SinkOptions& options, const Clock& clock, Publish publish);
   ~SinkCore();
   SinkCore(const SinkCore&) = delete;
@@ -36,8 +38,12 @@ class SinkCore {
   void on_frame(const void* data, size_t size, bool more,
                 const std::function<std::string()>& peer = {}, bool from_head = true);
 
-  // Publishes the acknowledgements gathered since the last call (one message per job).
+  // Commits the journal (with --state), then publishes the acknowledgements gathered since
+  // the last call (one message per job). While the journal cannot be written, the acks wait.
   void flush_acks();
+
+  // Publishes the sink's heartbeat (its epoch, and any journal error) four times a second.
+  void heartbeat();
 
   // Reports every complete job. Returns: in one-shot mode, the exit code once its batch is over
   // (complete or interrupted); nullopt otherwise.
@@ -62,6 +68,12 @@ class SinkCore {
   uint64_t rejected() const;
   // Returns: jobs being aggregated now.
   size_t active_jobs() const;
+  // Returns: this process's epoch (random; a restarted sink has another one).
+  uint64_t epoch() const;
+  // Returns: why the journal cannot be written now ("" when it can, or without one).
+  const std::string& journal_error() const;
+  // Returns: transactions committed to the journal (0 without one).
+  uint64_t journal_commits() const;
 
  private:
   struct Impl;

@@ -419,6 +419,77 @@ TEST(Dispatcher, WaitingReasonsSayWhyAJobDoesNotMove) {
 namespace taskfarm::ventilator {
 namespace {
 
+// Restarts (issue 14): a job handed over with the tasks acknowledged before.
+TEST(DispatcherRestart, FreshTasksSkipTheDoneSetAndAcksOfTasksNeverIssuedCount) {
+  ManualClock clock;
+  Dispatcher d(DispatchPolicy{}, clock);
+  JobShape shape;
+  shape.id = 1;
+  shape.entries = {{"", 30, 0, 0}};
+  shape.done.insert_range(0, 10);
+  shape.done.insert_range(15, 20);
+  d.add_job(shape);
+  EXPECT_EQ(d.job_acked(1), 15u);
+  (void)d.on_hello("w", info("w"), 100);
+  std::set<uint64_t> issued;
+  for (const auto& a : d.assign()) {
+    for (const auto& t : a.tasks) issued.insert(t.task_id);
+  }
+  std::set<uint64_t> expected;
+  for (uint64_t t = 10; t < 15; ++t) expected.insert(t);
+  for (uint64_t t = 20; t < 30; ++t) expected.insert(t);
+  EXPECT_EQ(issued, expected);
+  // A worker of the ventilator's previous life finished task 29 too: counted once.
+  v1::Ack ack;
+  ack.set_job_id(1);
+  for (uint64_t t : expected) ack.add_done(t);
+  ack.add_done(29);
+  (void)d.on_ack(ack);
+  EXPECT_TRUE(d.job_done(1));
+  EXPECT_EQ(d.job_acked(1), 30u);
+}
+
+TEST(DispatcherRestart, AckOfATaskNotIssuedYetKeepsItFromBeingIssued) {
+  ManualClock clock;
+  Dispatcher d(DispatchPolicy{}, clock);
+  d.add_job(1, 10);
+  v1::Ack ack;
+  ack.set_job_id(1);
+  ack.add_done(0);
+  ack.add_done(1);
+  ack.add_done(5);
+  (void)d.on_ack(ack);
+  (void)d.on_hello("w", info("w"), 100);
+  std::set<uint64_t> issued;
+  for (const auto& a : d.assign()) {
+    for (const auto& t : a.tasks) issued.insert(t.task_id);
+  }
+  EXPECT_EQ(issued, (std::set<uint64_t>{2, 3, 4, 6, 7, 8, 9}));
+}
+
+TEST(DispatcherRestart, LeasesOfAWorkerAndTasksItNoLongerHas) {
+  ManualClock clock;
+  Dispatcher d(DispatchPolicy{}, clock);
+  d.add_job(1, 6);
+  (void)d.on_hello("a", info("a"), 3);
+  (void)d.on_hello("b", info("b"), 3);
+  std::map<std::string, std::vector<uint64_t>> by_worker;
+  for (const auto& a : d.assign()) {
+    for (const auto& t : a.tasks) by_worker[a.worker].push_back(t.task_id);
+  }
+  EXPECT_EQ(d.leases_of("a").at(1), by_worker["a"]);
+  EXPECT_TRUE(d.leases_of("nobody").empty());
+  d.not_held("b", 1, by_worker["a"]);  // not b's: nothing happens
+  EXPECT_EQ(d.leases_of("a").at(1).size(), 3u);
+  d.not_held("a", 1, by_worker["a"]);
+  EXPECT_TRUE(d.leases_of("a").empty());
+  EXPECT_TRUE(d.on_credit("b", 3));
+  auto again = d.assign();
+  ASSERT_EQ(again.size(), 1u);
+  ASSERT_EQ(again[0].tasks.size(), 3u);
+  for (const auto& t : again[0].tasks) EXPECT_EQ(t.attempt, 1u);  // not counted as an attempt
+}
+
 v1::WorkerInfo slots_of(const std::string& id, uint32_t slots) {
   v1::WorkerInfo w;
   w.set_id(id);

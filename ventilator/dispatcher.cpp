@@ -192,6 +192,7 @@ void Dispatcher::add_job(const JobShape& shape) {
   }
   job.total = first;
   job.acked = std::min(job.done.size(), job.total);
+  job.failed = shape.failed;
   if (job.groups.empty()) job.groups.push_back(Group{});  // an empty job: done at once
   jobs_.insert_or_assign(shape.id, std::move(job));
   replan_ = true;
@@ -369,34 +370,62 @@ void Dispatcher::on_goodbye(const std::string& worker, const v1::Goodbye& goodby
   replan_ = true;
   for (const auto& ref : goodbye.returned()) {
     auto j = jobs_.find(ref.job_id());
-    if (j == jobs_.end()) continue;
-    auto e = j->second.open.find(ref.task_id());
-    if (e == j->second.open.end() || e->second.state != State::kAssigned) continue;
-    Entry& entry = e->second;
-    if (entry.backup_slot == w.slot) {
-      release_backup(entry);  // its copy: the other holder still runs the task
-    } else if (entry.slot == w.slot) {
-      if (entry.backup_slot != 0) {
-        // The copy carries on as the task.
-        Worker* b = holder(entry.backup_slot);
-        const uint32_t backup = entry.backup_slot;
-        const float cost = entry.backup_cost_ms;
-        entry.backup_slot = 0;
-        entry.backup_cost_ms = 0;
-        release(entry);
-        if (b != nullptr) {
-          entry.state = State::kAssigned;
-          entry.slot = backup;
-          entry.cost_ms = cost;
-        } else {
-          requeue(j->second, ref.task_id(), entry);
-        }
+    if (j != jobs_.end()) give_back(w, j->second, ref.task_id());
+  }
+}
+
+void Dispatcher::give_back(Worker& w, Job& job, uint64_t task_id) {
+  auto e = job.open.find(task_id);
+  if (e == job.open.end() || e->second.state != State::kAssigned) return;
+  Entry& entry = e->second;
+  if (entry.backup_slot == w.slot) {
+    release_backup(entry);  // its copy: the other holder still runs the task
+  } else if (entry.slot == w.slot) {
+    if (entry.backup_slot != 0) {
+      // The copy carries on as the task.
+      Worker* b = holder(entry.backup_slot);
+      const uint32_t backup = entry.backup_slot;
+      const float cost = entry.backup_cost_ms;
+      entry.backup_slot = 0;
+      entry.backup_cost_ms = 0;
+      release(entry);
+      if (b != nullptr) {
+        entry.state = State::kAssigned;
+        entry.slot = backup;
+        entry.cost_ms = cost;
       } else {
-        release(entry);
-        requeue(j->second, ref.task_id(), entry);  // never started: same attempt again
+        requeue(job, task_id, entry);
+      }
+    } else {
+      release(entry);
+      requeue(job, task_id, entry);  // not the task's fault: same attempt again
+    }
+  }
+}
+
+std::map<uint64_t, std::vector<uint64_t>> Dispatcher::leases_of(const std::string& worker) const {
+  std::map<uint64_t, std::vector<uint64_t>> out;
+  auto w = workers_.find(worker);
+  if (w == workers_.end() || w->second.held == 0) return out;
+  const uint32_t slot = w->second.slot;
+  for (const auto& [jid, job] : jobs_) {
+    for (const auto& [tid, e] : job.open) {
+      if (e.state == State::kAssigned && (e.slot == slot || e.backup_slot == slot)) {
+        out[jid].push_back(tid);
       }
     }
   }
+  for (auto& [jid, ids] : out) std::sort(ids.begin(), ids.end());
+  return out;
+}
+
+void Dispatcher::not_held(const std::string& worker, uint64_t job_id,
+                          const std::vector<uint64_t>& ids) {
+  auto w = workers_.find(worker);
+  auto j = jobs_.find(job_id);
+  if (w == workers_.end() || j == jobs_.end()) return;
+  for (uint64_t id : ids) give_back(w->second, j->second, id);
+  replan_ = true;
 }
 
 std::vector<GiveUp> Dispatcher::on_unreachable(const std::string& worker) {
@@ -507,7 +536,18 @@ std::vector<GiveUp> Dispatcher::on_ack(const v1::Ack& ack) {
   Job& job = j->second;
   for (uint64_t id : ack.done()) {
     auto e = job.open.find(id);
-    if (e == job.open.end()) continue;  // duplicate ack
+    if (e == job.open.end()) {
+      // A duplicate ack, or (restarts) a task this dispatcher has not issued yet that a worker
+      // of the ventilator's previous life finished: not to be issued now.
+      if (id < job.total) {
+        Group& g = job.group_of(id);
+        if (id >= g.next_fresh && g.unissued > 0 && job.done.insert(id)) {
+          ++job.acked;
+          --g.unissued;
+        }
+      }
+      continue;
+    }
     if (e->second.state == State::kAssigned && e->second.backup_slot != 0) {
       // Two copies ran: whichever is still going is not needed any more.
       for (uint32_t s : {e->second.slot, e->second.backup_slot}) {

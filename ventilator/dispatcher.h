@@ -88,6 +88,7 @@ struct JobShape {
   std::vector<Entry> entries;
   uint32_t min_workers = 0;   // dispatch only once this many workers are connected
   RangeSet done = {};         // tasks already acknowledged (a job resumed after a restart)
+  uint64_t failed = 0;        // of those, the ones that failed
 };
 
 // How long tasks of one kernel and size class took on a worker: what it reports.
@@ -153,6 +154,15 @@ class Dispatcher {
   std::vector<WorkerSummary> worker_summaries() const;
   // Returns: tasks of the job issued and not acknowledged yet (some may wait to be re-issued).
   uint64_t job_in_flight(uint64_t job_id) const;
+
+  // ---- restarts (issue 14)
+  // Returns: per job, the tasks leased to `worker` (holding the task or a copy of it) that the
+  // sink has not acknowledged.
+  std::map<uint64_t, std::vector<uint64_t>> leases_of(const std::string& worker) const;
+  // `worker` holds none of these tasks of the job (neither a result nor the task, after a
+  // restart of the sink): they are issued again with the same attempt, as a goodbye's
+  // unstarted tasks are.
+  void not_held(const std::string& worker, uint64_t job_id, const std::vector<uint64_t>& ids);
   // Returns: the worker's estimate of one task of `kernel` at `size`, in ms (0: none yet).
   double estimate_ms(const std::string& worker, const std::string& kernel, int64_t size) const;
 
@@ -286,6 +296,9 @@ class Dispatcher {
   void lose(Job& job, uint64_t task_id, Entry& e, const std::string& why,
             std::vector<GiveUp>& give_ups);
   std::vector<GiveUp> drop_worker(const std::string& worker, const std::string& why);
+  // `w` no longer holds the task (a goodbye's unstarted task, or not held after a restart of
+  // the sink): its copy's other holder carries on, or it is issued again, same attempt.
+  void give_back(Worker& w, Job& job, uint64_t task_id);
   // Returns: the next fresh task id of the group that is not done yet, or nullopt.
   std::optional<uint64_t> next_fresh(Job& job, Group& g);
   // Re-solves the plans when they are old or something changed.

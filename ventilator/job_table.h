@@ -7,15 +7,20 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 
 #include "common/clock.h"
+#include "common/state_dir.h"
 #include "common/job_state.h"
 #include "common/protocol.h"
+#include "common/range_set.h"
 #include "jobs/job.h"
 
 namespace taskfarm::ventilator {
+
+class VentilatorJournal;
 
 struct JobRecord {
   uint64_t id = 0;
@@ -36,6 +41,17 @@ struct JobRecord {
   int64_t all_acked_ns = 0;  // every task acknowledged: the sink's BatchEnd should follow
   bool stop_workers = false;
 
+  // Restarts (issue 14).
+  // Tasks the sink acknowledged, kept for the journal (--state): a restarted ventilator skips
+  // them. Without a journal only while the job waits to be dispatched again.
+  RangeSet acked_tasks;
+  bool dispatching = false;  // handed to the dispatcher (the sink accepted it)
+  bool sink_confirmed = false;  // the sink process of now has the job (it answered its start)
+  uint64_t journaled_acked = 0; // acked_tasks.size() when the journal last had it
+  // A job ended early is told to the sink again until its report comes back.
+  int64_t next_end_notice_ns = 0;
+  int end_notices = 0;
+
   bool finished() const { return job_state_final(state); }
 };
 
@@ -50,9 +66,32 @@ class JobTable {
   using Map = std::map<uint64_t, JobRecord>;
 
   JobTable(const Clock& clock, TableLimits limits);
+  ~JobTable();
 
-  // Adds a validated job that runs each task at most `max_attempts` times.
-  // Returns: its record. Throws: SetupError when the table is full (job count or bytes).
+  // --state DIR: opens DIR/ventilator.db and loads the jobs it holds (queued and running ones
+  // continue; finished ones keep their summary for `status`). Without it, nothing is kept.
+  // Throws: SetupError (folder or journal unusable).
+  void open_state(const std::string& dir);
+  // Returns: the ventilator's identity: kept in the journal across restarts, else random.
+  uint64_t ventilator_id() const { return ventilator_id_; }
+  bool journaled() const { return journal_ != nullptr; }
+
+  // Writes what changed to the journal: changes of state at once (`force`, or a job marked
+  // changed), the acknowledged tasks of running jobs at most every kProgressIntervalMs.
+  // Returns: whether the journal has everything (also true without a journal); when false,
+  // journal_error() says why and the next call tries again.
+  bool sync(bool force = false);
+  // The job's row must be written again at the next sync (a report or an error came).
+  void changed(const JobRecord& job) { changed_.insert(job.id); }
+  // Returns: why the journal cannot be written now ("" when it can).
+  const std::string& journal_error() const { return journal_error_; }
+  uint64_t journal_commits() const;
+  static constexpr int64_t kProgressIntervalMs = 50;
+
+  // Adds a validated job that runs each task at most `max_attempts` times; with a journal, the
+  // job is in it before this returns.
+  // Returns: its record. Throws: SetupError when the table is full (job count or bytes) or
+  // the journal cannot be written.
   JobRecord& add(v1::JobSpec spec, uint32_t max_attempts);
 
   // Returns: the job, or nullptr.
@@ -72,12 +111,24 @@ class JobTable {
   size_t unfinished() const { return unfinished_; }
 
  private:
+  // Forgets the oldest finished jobs beyond the limit.
+  void trim_finished();
+
   const Clock& clock_;
   TableLimits limits_;
   Map jobs_;
   std::deque<uint64_t> finished_order_;
   size_t unfinished_ = 0;
   uint64_t spec_bytes_ = 0;  // of unfinished jobs
+  uint64_t ventilator_id_;
+  std::unique_ptr<StateDir> state_;
+  std::unique_ptr<VentilatorJournal> journal_;
+  std::set<uint64_t> added_;    // rows to write whole, spec included
+  std::set<uint64_t> changed_;  // rows to write again, but their spec
+  std::set<uint64_t> erased_;   // rows to delete
+  int64_t next_progress_ns_ = 0;
+  int64_t next_retry_ns_ = 0;
+  std::string journal_error_;
 };
 
 // Returns: a job id as clients see it (16 hex digits).

@@ -87,6 +87,9 @@ int main(int argc, char** argv) {
   app.add_option("--max-tasks", opt.job_limits.max_tasks, "most tasks in one job")
       ->check(CLI::Range(uint64_t{1}, uint64_t{UINT32_MAX}))
       ->capture_default_str();
+  app.add_option("--state", opt.state_dir,
+                 "journal folder (DIR/ventilator.db): a ventilator restarted with the same DIR "
+                 "continues its jobs");
   web::HttpFlags http;  // dashboard and /metrics (issue 16)
   http.add_flags(app);
   opt.curve.add_flags(app, /*server=*/true, /*client=*/true);

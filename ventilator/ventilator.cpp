@@ -6,6 +6,7 @@
 #include "common/log.h"
 #include "common/net.h"
 #include "common/signals.h"
+#include "common/text.h"
 #include "ventilator/links.h"
 #include "ventilator/ventilator_core.h"
 #include "ventilator/web_view.h"
@@ -35,6 +36,7 @@ struct Ventilator::Impl final : VentilatorOutbox {
     c.heartbeat_ms = o.heartbeat_ms;
     c.sink_endpoint = o.sink_control;
     c.exec_jobs_allowed = o.curve.enabled() || is_loopback(o.submit_bind);
+    c.state_dir = o.state_dir;
     c.min_workers = o.min_workers;
     return c;
   }
@@ -138,8 +140,33 @@ struct Ventilator::Impl final : VentilatorOutbox {
     return false;
   }
 
+  // Returns: the batch to run: the unfinished one of the journal (a restart), which must be
+  // `spec`, or `spec` added now.
+  uint64_t batch_job(v1::JobSpec spec) {
+    std::vector<JobRecord*> unfinished;
+    for (auto& [id, job] : core.jobs().jobs()) {
+      if (!job.finished()) unfinished.push_back(&job);
+    }
+    if (unfinished.empty()) return core.add_job(std::move(spec), "job").id;
+    if (unfinished.size() > 1) {
+      throw SetupError(fmt::format("--state {} holds {} unfinished jobs of a job service: give "
+                                   "it to taskfarm-ventilator --serve, or use another folder",
+                                   opt.state_dir, unfinished.size()));
+    }
+    JobRecord& job = *unfinished.front();
+    if (!core.same_spec(job, std::move(spec))) {
+      throw SetupError(fmt::format(
+          "--state {} holds the unfinished batch '{}' ({}), not this one: run that batch to "
+          "finish it, or use another folder",
+          opt.state_dir, printable(job.name), job_hex(job.id)));
+    }
+    log::info("continuing batch '{}' ({}): {}/{} tasks acknowledged before the restart",
+              printable(job.name), job_hex(job.id), core.acked(job), job.total);
+    return job.id;
+  }
+
   int run_batch(v1::JobSpec spec) {
-    const uint64_t id = core.add_job(std::move(spec), "job").id;
+    const uint64_t id = batch_job(std::move(spec));
     if (dashboard) dashboard->on_job_added();
     log::info("tasks on {}, sink at {}", workers.endpoint(), opt.sink_results);
     int64_t missing_kernel_since = 0, short_of_workers_since = 0;
@@ -177,8 +204,7 @@ struct Ventilator::Impl final : VentilatorOutbox {
     });
     JobRecord& job = *core.jobs().get(id);
     if (!finished) {
-      log::warn("interrupted: {}/{} tasks acknowledged", core.dispatcher().job_acked(id),
-                job.total);
+      log::warn("interrupted: {}/{} tasks acknowledged", core.acked(job), job.total);
       // The whole one-shot farm ends the batch: the sink writes a partial report and tells the
       // workers, who are also told directly.
       core.end_early(job, v1::JOB_INTERRUPTED);

@@ -37,6 +37,7 @@ struct VentilatorOptions {
   uint32_t min_workers = 0;
   int64_t min_workers_wait_ms = 60000;
   CurveOptions curve;
+  std::string state_dir;  // --state DIR: journal of the jobs, for restarts ("": none)
   // Dashboard, /metrics and JSON API (issue 16); off when unset. With http_optional (the
   // default port, not one the user chose), a port in use only turns it off with a warning.
   std::optional<web::HttpOptions> http;

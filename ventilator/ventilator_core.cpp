@@ -2,6 +2,8 @@
 
 #include <fmt/core.h>
 
+#include <google/protobuf/util/message_differencer.h>
+
 #include <algorithm>
 #include <map>
 
@@ -18,7 +20,10 @@ VentilatorCore::VentilatorCore(CoreOptions options, const Clock& clock, Ventilat
       out_(out),
       dispatcher_(opt_.policy, clock),
       jobs_(clock, opt_.table_limits),
-      epoch_(random_u64()) {}
+      epoch_(random_u64()),
+      started_ns_(clock.steady_ns()) {
+  if (!opt_.state_dir.empty()) jobs_.open_state(opt_.state_dir);
+}
 
 // ------------------------------------------------------------------ jobs
 
@@ -35,10 +40,22 @@ JobRecord& VentilatorCore::add_job(v1::JobSpec spec, const std::string& where) {
   return jobs_.add(std::move(spec), opt_.policy.max_attempts);
 }
 
+uint64_t VentilatorCore::acked(const JobRecord& job) const {
+  return job.dispatching ? dispatcher_.job_acked(job.id) : job.acked_tasks.size();
+}
+
+bool VentilatorCore::same_spec(const JobRecord& job, v1::JobSpec spec) const {
+  if (!job.job) return false;
+  validate_job(spec, "job", opt_.job_limits);
+  if (spec.max_attempts() == 0) spec.set_max_attempts(opt_.policy.max_attempts);
+  return google::protobuf::util::MessageDifferencer::Equals(spec, job.job->spec());
+}
+
 void VentilatorCore::finish_job(JobRecord& job, v1::JobState state) {
-  job.done = dispatcher_.job_acked(job.id);
-  if (!job.report) job.failed = dispatcher_.job_failed(job.id);
+  job.done = acked(job);
+  if (!job.report && job.dispatching) job.failed = dispatcher_.job_failed(job.id);
   dispatcher_.remove_job(job.id);
+  give_ups_.erase(job.id);
   log::info("job '{}' ({}) {}: {} tasks, {} failed, {:.3f} s", printable(job.name),
             job_hex(job.id), job_state_name(state), job.total, job.failed,
             static_cast<double>(clock_.steady_ns() - job.submitted_ns) * 1e-9);
@@ -81,9 +98,20 @@ void VentilatorCore::send_give_ups(const std::vector<GiveUp>& give_ups) {
     r->set_status(v1::STATUS_FAILED);
     r->set_error(g.error);
     r->set_kernel(task.kernel());
+    give_ups_[g.task.job_id][g.task.task_id] = *r;  // until the sink acknowledges it
     log::warn("task {} of job '{}' failed: {}", g.task.task_id, printable(rec->name), g.error);
   }
   if (batch->results_size() > 0) out_.to_sink(env);
+}
+
+void VentilatorCore::resend_give_ups(uint64_t job_id) {
+  auto it = give_ups_.find(job_id);
+  if (it == give_ups_.end()) return;
+  v1::Envelope env;
+  auto* batch = env.mutable_results();
+  batch->mutable_worker()->set_host(host_name());
+  for (const auto& [task, r] : it->second) *batch->add_results() = r;
+  out_.to_sink(env);
 }
 
 bool VentilatorCore::on_worker_message(const std::string& worker, const v1::Envelope& env) {
@@ -127,6 +155,14 @@ bool VentilatorCore::on_worker_message(const std::string& worker, const v1::Enve
       }
       take_timings(worker, env.heartbeat().timings());
       break;
+    case v1::Envelope::kResultsNotHeld: {
+      const auto& nh = env.results_not_held();
+      const std::vector<uint64_t> ids(nh.task_ids().begin(), nh.task_ids().end());
+      dispatcher_.not_held(worker, nh.job_id(), ids);
+      log::info("worker {} no longer has {} results; issuing those tasks again", printable(worker),
+                ids.size());
+      break;
+    }
     case v1::Envelope::kGoodbye:
       dispatcher_.on_goodbye(worker, env.goodbye());
       log::info("worker leaving; {} unstarted tasks returned", env.goodbye().returned_size());
@@ -179,6 +215,8 @@ bool VentilatorCore::send_tasks(const Assignment& a, int64_t sent_ns) {
 }
 
 void VentilatorCore::dispatch() {
+  // Nothing is handed out that a journal could not record the end of.
+  if (!jobs_.journal_error().empty() || !sink_journal_error_.empty()) return;
   for (;;) {
     auto assignments = dispatcher_.assign();
     if (assignments.empty()) return;
@@ -202,42 +240,171 @@ void VentilatorCore::heartbeat_workers() {
 
 // ------------------------------------------------------------------ sink
 
+void VentilatorCore::dispatch_job(JobRecord& job) {
+  JobShape shape;
+  shape.id = job.id;
+  shape.priority = job.priority;
+  shape.max_attempts = job.max_attempts;
+  shape.min_workers = std::max(job.job->spec().min_workers(), opt_.min_workers);
+  for (const auto& t : job.job->spec().tasks()) {
+    shape.entries.push_back({t.kernel(), t.count(), t.payload().size(), t.size()});
+  }
+  shape.done = job.acked_tasks;  // what a previous life saw acknowledged
+  shape.failed = job.failed;
+  dispatcher_.add_job(shape);
+  job.dispatching = true;
+}
+
+void VentilatorCore::heard_sink(uint64_t epoch) {
+  if (epoch == 0) return;  // a sink that does not say
+  sink_heard_ns_ = clock_.steady_ns();
+  if (epoch == sink_epoch_) return;
+  const bool restarted = sink_epoch_ != 0;
+  sink_epoch_ = epoch;
+  size_t running = 0;
+  for (auto& [id, job] : jobs_.jobs()) {
+    if (job.finished()) {
+      job.next_end_notice_ns = 0;  // a report still missing: ask the new sink at once
+      continue;
+    }
+    // Every job is announced to the new sink process: it answers with what it has counted.
+    job.sink_confirmed = false;
+    job.next_announce_ns = 0;
+    job.announce_backoff_ms = 20;
+    running += job.state == v1::JOB_RUNNING ? 1 : 0;
+  }
+  if (restarted) {
+    log::warn("the sink restarted; announcing {} running job(s) to it again", running);
+  }
+}
+
+void VentilatorCore::on_job_accepted(const v1::JobAccepted& ja) {
+  JobRecord* job = jobs_.get(ja.job_id());
+  if (!job || job->finished() || job->sink_confirmed) return;
+  if (!ja.error().empty()) {
+    job->error = fmt::format("refused by the sink: {}", ja.error());
+    log::warn("job '{}' ({}) {}", printable(job->name), job_hex(job->id), job->error);
+    finish_job(*job, v1::JOB_FAILED);
+    return;
+  }
+  job->sink_confirmed = true;
+  if (job->state == v1::JOB_QUEUED) {
+    jobs_.start(*job);
+    dispatch_job(*job);
+    log::info("sink accepted job '{}'; dispatching to {} workers", printable(job->name),
+              dispatcher_.workers());
+    return;
+  }
+  // A running job announced again: the ventilator or the sink restarted.
+  const uint64_t acked_now = acked(*job);
+  if (ja.final_tasks() < acked_now) {
+    log::warn("the sink counts {} tasks of job '{}' ({}) but {} were acknowledged: it lost "
+              "them (restarted without --state?); running the job again from the start",
+              ja.final_tasks(), printable(job->name), job_hex(job->id), acked_now);
+    if (job->dispatching) dispatcher_.remove_job(job->id);
+    give_ups_.erase(job->id);
+    job->acked_tasks.clear();
+    job->failed = 0;
+    jobs_.changed(*job);
+    dispatch_job(*job);
+    return;
+  }
+  if (!job->dispatching) {
+    dispatch_job(*job);
+    log::info("sink has job '{}' ({}): {}/{} tasks acknowledged; dispatching", printable(job->name),
+              job_hex(job->id), acked_now, job->total);
+    return;
+  }
+  request_resends(*job);
+  resend_give_ups(job->id);  // a restarted sink may have lost them too
+}
+
+void VentilatorCore::request_resends(const JobRecord& job) {
+  constexpr size_t kMaxIdsPerMessage = 65536;
+  size_t asked = 0, workers = 0;
+  for (const auto& w : dispatcher_.worker_ids()) {
+    auto leases = dispatcher_.leases_of(w);
+    auto it = leases.find(job.id);
+    if (it == leases.end()) continue;
+    ++workers;
+    const auto& ids = it->second;
+    for (size_t at = 0; at < ids.size(); at += kMaxIdsPerMessage) {
+      v1::Envelope env;
+      auto* rr = env.mutable_resend_results();
+      rr->set_job_id(job.id);
+      const size_t end = std::min(ids.size(), at + kMaxIdsPerMessage);
+      rr->mutable_task_ids()->Add(ids.begin() + static_cast<std::ptrdiff_t>(at),
+                                  ids.begin() + static_cast<std::ptrdiff_t>(end));
+      if (!out_.to_worker(w, env)) break;  // gone: its leases expire as usual
+      asked += end - at;
+    }
+  }
+  if (asked > 0) {
+    log::info("job '{}': asked {} worker(s) to resend {} results the sink has not acknowledged",
+              printable(job.name), workers, asked);
+  }
+}
+
+void VentilatorCore::on_ack(const v1::Ack& ack) {
+  JobRecord* job = jobs_.get(ack.job_id());
+  if (!job || job->finished()) return;
+  if (job->dispatching) {
+    if (auto g = give_ups_.find(job->id); g != give_ups_.end()) {
+      for (uint64_t id : ack.done()) g->second.erase(id);
+      if (g->second.empty()) give_ups_.erase(g);
+    }
+    // The journal's set of acknowledged tasks (a restarted ventilator skips them).
+    if (jobs_.journaled()) {
+      for (uint64_t id : ack.done()) {
+        if (id < job->total) job->acked_tasks.insert(id);
+      }
+    }
+    send_give_ups(dispatcher_.on_ack(ack));
+    send_cancels();
+    return;
+  }
+  // A job waiting to be handed to the dispatcher again (restarted ventilator): its finished
+  // tasks are not issued again.
+  for (uint64_t id : ack.done()) {
+    if (id >= job->total || !job->acked_tasks.insert(id)) continue;
+    if (std::find(ack.failed().begin(), ack.failed().end(), id) != ack.failed().end()) {
+      ++job->failed;
+    }
+  }
+}
+
 void VentilatorCore::on_sink_message(const v1::Envelope& env) {
   switch (env.body_case()) {
+    case v1::Envelope::kSinkHeartbeat:
+      heard_sink(env.sink_heartbeat().epoch());
+      if (env.sink_heartbeat().journal_error() != sink_journal_error_) {
+        sink_journal_error_ = env.sink_heartbeat().journal_error();
+        if (!sink_journal_error_.empty()) {
+          log::warn("the sink cannot write its journal ({}); dispatching pauses",
+                    printable(sink_journal_error_, 300));
+        } else {
+          log::info("the sink can write its journal again; dispatching resumes");
+        }
+      }
+      break;
     case v1::Envelope::kAck:
-      send_give_ups(dispatcher_.on_ack(env.ack()));
-      send_cancels();
+      heard_sink(env.ack().sink_epoch());
+      on_ack(env.ack());
       break;
-    case v1::Envelope::kJobAccepted: {
-      JobRecord* job = jobs_.get(env.job_accepted().job_id());
-      if (!job || job->state != v1::JOB_QUEUED) break;
-      if (!env.job_accepted().error().empty()) {
-        job->error = fmt::format("refused by the sink: {}", env.job_accepted().error());
-        log::warn("job '{}' ({}) {}", printable(job->name), job_hex(job->id), job->error);
-        finish_job(*job, v1::JOB_FAILED);
-        break;
-      }
-      jobs_.start(*job);
-      JobShape shape;
-      shape.id = job->id;
-      shape.priority = job->priority;
-      shape.max_attempts = job->max_attempts;
-      shape.min_workers = std::max(job->job->spec().min_workers(), opt_.min_workers);
-      for (const auto& t : job->job->spec().tasks()) {
-        shape.entries.push_back({t.kernel(), t.count(), t.payload().size(), t.size()});
-      }
-      dispatcher_.add_job(shape);
-      log::info("sink accepted job '{}'; dispatching to {} workers", printable(job->name),
-                dispatcher_.workers());
+    case v1::Envelope::kJobAccepted:
+      heard_sink(env.job_accepted().sink_epoch());
+      on_job_accepted(env.job_accepted());
       break;
-    }
     case v1::Envelope::kBatchEnd: {
       const auto& be = env.batch_end();
       JobRecord* job = jobs_.get(be.job_id());
       if (!job) break;
       if (job->finished()) {
         // A job ended early here (cancelled): the sink's partial report completes its status.
-        if (!job->report && be.has_report()) job->report = be.report();
+        if (!job->report && be.has_report()) {
+          job->report = be.report();
+          jobs_.changed(*job);
+        }
         break;
       }
       job->stop_workers = be.stop_workers();
@@ -253,10 +420,11 @@ void VentilatorCore::on_sink_message(const v1::Envelope& env) {
 }
 
 void VentilatorCore::announce(JobRecord& job, int64_t now) {
-  if (job.state != v1::JOB_QUEUED || now < job.next_announce_ns || !job.job) return;
+  if (job.finished() || job.sink_confirmed || now < job.next_announce_ns || !job.job) return;
   v1::Envelope env;
   auto* bs = env.mutable_batch_start();
   bs->set_job_id(job.id);
+  bs->set_ventilator_id(jobs_.ventilator_id());
   bs->set_name(job.name);
   bs->set_total(job.total);
   bs->set_max_attempts(job.max_attempts);
@@ -275,6 +443,41 @@ bool VentilatorCore::waiting_for_sink() const {
   return false;
 }
 
+void VentilatorCore::renotify_ended(int64_t now) {
+  for (auto& [id, job] : jobs_.jobs()) {
+    if (!job.finished() || job.report || job.end_notices >= 30 || now < job.next_end_notice_ns ||
+        (job.state != v1::JOB_CANCELLED && job.state != v1::JOB_INTERRUPTED) || !job.error.empty()) {
+      continue;
+    }
+    // The first notice went with end_early; later ones only while the sink is there.
+    if (job.end_notices > 0 && sink_silent_s() < 0) continue;
+    if (job.end_notices > 0) {
+      v1::Envelope cancel;
+      cancel.mutable_cancel_job()->set_job_id(job.id);
+      cancel.mutable_cancel_job()->set_state(job.state);
+      out_.announce_to_sink(cancel);
+    }
+    ++job.end_notices;
+    job.next_end_notice_ns = now + ms_to_ns(std::min(1000 << std::min(job.end_notices, 3), 5000));
+  }
+}
+
+double VentilatorCore::sink_silent_s() const {
+  if (sink_heard_ns_ == 0) return -1;
+  return static_cast<double>(clock_.steady_ns() - sink_heard_ns_) * 1e-9;
+}
+
+std::string VentilatorCore::paused_reason() const {
+  if (!jobs_.journal_error().empty()) {
+    return fmt::format("paused: the ventilator cannot write its state ({})",
+                       jobs_.journal_error());
+  }
+  if (!sink_journal_error_.empty()) {
+    return fmt::format("paused: the sink cannot write its state ({})", sink_journal_error_);
+  }
+  return "";
+}
+
 // Jobs whose every task is acknowledged get their BatchEnd at once; if it was lost, they finish
 // on the acks alone after a moment.
 void VentilatorCore::finish_acked_jobs(int64_t now) {
@@ -290,7 +493,12 @@ void VentilatorCore::finish_acked_jobs(int64_t now) {
 
 void VentilatorCore::tick() {
   const int64_t now = clock_.steady_ns();
-  for (auto& [id, job] : jobs_.jobs()) announce(job, now);
+  for (auto& [id, job] : jobs_.jobs()) {
+    announce(job, now);
+    if (job.dispatching && !job.finished()) job.failed = dispatcher_.job_failed(id);
+  }
+  renotify_ended(now);
+  (void)jobs_.sync();  // a failure pauses dispatching (paused_reason) and is retried
   if (now >= next_heartbeat_ns_) {
     heartbeat_workers();
     send_give_ups(dispatcher_.expire());
@@ -302,10 +510,19 @@ void VentilatorCore::tick() {
 }
 
 std::string VentilatorCore::waiting_reason(const JobRecord& job) const {
+  const double silent = sink_silent_s();
+  const std::string heard =
+      silent < 0 ? std::string() : fmt::format(" (last heard {:.0f} s ago)", silent);
   if (job.state == v1::JOB_QUEUED) {
-    return fmt::format("waiting for the sink at {}", opt_.sink_endpoint);
+    return fmt::format("waiting for the sink at {}{}", opt_.sink_endpoint, heard);
   }
   if (job.state != v1::JOB_RUNNING) return "";
+  // A sink heartbeats four times a second; give a new ventilator a moment to hear it.
+  const double quiet =
+      silent >= 0 ? silent : static_cast<double>(clock_.steady_ns() - started_ns_) * 1e-9;
+  if (quiet > 3) return fmt::format("no sink at {}{}", opt_.sink_endpoint, heard);
+  if (!job.sink_confirmed) return fmt::format("waiting for the sink at {}", opt_.sink_endpoint);
+  if (std::string paused = paused_reason(); !paused.empty()) return paused;
   std::string why = dispatcher_.waiting_reason(job.id);
   if (why == "no worker connected") {
     why = fmt::format("no worker connected (workers connect to {})", opt_.tasks_endpoint);
@@ -353,8 +570,8 @@ v1::JobStatus VentilatorCore::status_of(const JobRecord& job) const {
       st.set_tasks_per_s(job.report->tasks_per_s());
     }
   } else {
-    st.set_done(dispatcher_.job_acked(job.id));
-    st.set_failed(dispatcher_.job_failed(job.id));
+    st.set_done(acked(job));
+    st.set_failed(job.dispatching ? dispatcher_.job_failed(job.id) : job.failed);
     if (job.started_ns > 0 && now > job.started_ns) {
       st.set_tasks_per_s(static_cast<double>(st.done()) /
                          (static_cast<double>(now - job.started_ns) * 1e-9));

@@ -297,6 +297,19 @@ std::vector<v1::TaskRef> Executor::take_aborted() {
   return std::exchange(aborted_, {});
 }
 
+void Executor::erase_pending(uint64_t job_id, std::unordered_set<uint64_t>& ids) const {
+  std::lock_guard lock(mu_);
+  for (const auto& q : queue_) {
+    if (q.task->job_id() == job_id) ids.erase(q.task->task_id());
+  }
+  for (const Running& slot : running_slots_) {
+    if (slot.active && slot.job_id == job_id) ids.erase(slot.task_id);
+  }
+  for (const auto& r : done_) {
+    if (r.job_id() == job_id) ids.erase(r.task_id());
+  }
+}
+
 void Executor::collect(Results& out) {
   uint64_t count;
   [[maybe_unused]] auto n = read(event_fd_, &count, sizeof count);

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include <google/protobuf/arena.h>
@@ -64,6 +65,9 @@ class Executor {
   size_t cancel_running(uint64_t job_id, bool commands_only = false);
   // Returns: the tasks that stopped because they were cancelled (and clears the list).
   std::vector<v1::TaskRef> take_aborted();
+  // Takes out of `ids` the tasks of `job_id` this executor holds: queued, running, or
+  // finished and not collected yet (their results are still to come).
+  void erase_pending(uint64_t job_id, std::unordered_set<uint64_t>& ids) const;
   // Removes the unstarted copies of these tasks and stops the running ones (see
   // cancel_running). Returns: how many unstarted ones were dropped.
   size_t cancel_tasks(uint64_t job_id, const std::vector<uint64_t>& task_ids);

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <atomic>
 #include <thread>
+#include <unordered_set>
 
 #include "common/clock.h"
 #include "common/errors.h"
@@ -17,6 +18,7 @@
 #include "kernels/cuda/gpu_plugin.h"
 #include "worker/exec_kernel.h"
 #include "worker/executor.h"
+#include "worker/result_cache.h"
 
 namespace taskfarm::worker {
 namespace {
@@ -29,6 +31,9 @@ constexpr int64_t kPrefetchTargetNs = 2'000'000;
 constexpr int64_t kMaxExtraPerSlot = 1024;
 // ... and hold at most about this many payload bytes (big inline payloads).
 constexpr int64_t kMaxPrefetchBytes = int64_t{64} << 20;
+// A sink silent this long (it heartbeats four times a second) is taken as gone: a leaving
+// worker does not wait to deliver results to it (their tasks are issued again anyway).
+constexpr int64_t kSinkSilentMs = 2000;
 
 struct DeviceChoice {
   int cuda = -1;  // -1: CPU
@@ -103,7 +108,11 @@ struct Worker::Impl {
   int64_t next_hello_ns = 0;
   int64_t waiting_since_ns = 0, next_waiting_log_ns = 0;  // ventilator unreachable
   Results unsent;          // results waiting for the sink's socket
+  Results resends;         // results sent before, asked for again (the sink restarted)
+  ResultCache sent_cache;  // results sent, to resend when asked
   v1::Envelope outgoing;   // reused for result messages
+  const int64_t started_ns = clock.steady_ns();
+  int64_t sink_heard_ns = 0;  // the sink's last heartbeat (0: none yet)
 
   std::shared_ptr<ExecRunner> exec_runner;  // with --allow-exec
   std::string exec_dir;                     // ours to remove at exit when we made it
@@ -307,6 +316,14 @@ struct Worker::Impl {
         break;
       case v1::Envelope::kWelcome:
         registered = true;
+        if (ventilator_epoch != 0 && env.welcome().epoch() != ventilator_epoch) {
+          // A restarted ventilator knows nothing of the tasks queued here: it issues them again.
+          const auto dropped = executor->take_unstarted();
+          held -= static_cast<int64_t>(dropped.size());
+          if (!dropped.empty()) {
+            log::info("dropped {} queued tasks of the ventilator's previous life", dropped.size());
+          }
+        }
         ventilator_epoch = env.welcome().epoch();
         // The ventilator's --worker-timeout rules: beat often enough for it.
         if (env.welcome().heartbeat_ms() > 0) {
@@ -314,6 +331,10 @@ struct Worker::Impl {
         }
         log::info("registered with the ventilator at {} ({} slots, {})", opt.ventilator,
                   info.slots(), info.device());
+        grant_credit();
+        break;
+      case v1::Envelope::kResendResults:
+        on_resend(env.resend_results());
         break;
       case v1::Envelope::kHeartbeat:
         if (registered && env.heartbeat().epoch() != ventilator_epoch) {
@@ -357,8 +378,41 @@ struct Worker::Impl {
     return false;
   }
 
+  // The sink restarted and may have lost results this worker sent: send again those it still
+  // has, say which it has not (neither queued, running, nor kept).
+  void on_resend(const v1::ResendResults& rr) {
+    const uint64_t job = rr.job_id();
+    std::unordered_set<uint64_t> wanted(rr.task_ids().begin(), rr.task_ids().end());
+    const size_t asked = wanted.size();
+    executor->erase_pending(job, wanted);  // their results are still to come
+    executor->collect(unsent);             // finished since: sent with the others
+    for (const auto& r : unsent) {
+      if (r.job_id() == job) wanted.erase(r.task_id());
+    }
+    const size_t found = sent_cache.take(job, wanted, resends);
+    if (!wanted.empty()) {
+      v1::Envelope env;
+      env.mutable_results_not_held()->set_job_id(job);
+      env.mutable_results_not_held()->mutable_task_ids()->Add(wanted.begin(), wanted.end());
+      (void)send_vent(env);
+    }
+    log::info("asked for {} results of job {:016x}: resending {}, {} still to come, {} no "
+              "longer here",
+              asked, job, found, asked - found - wanted.size(), wanted.size());
+  }
+
+  // Returns: whether the sink was heard from lately (a worker that just started gives it time).
+  bool sink_reachable() const {
+    const int64_t since = sink_heard_ns != 0 ? sink_heard_ns : started_ns;
+    return clock.steady_ns() - since < ms_to_ns(kSinkSilentMs);
+  }
+
   // Returns: true when told to exit.
   bool on_control(const v1::Envelope& env) {
+    if (env.body_case() == v1::Envelope::kSinkHeartbeat) {
+      sink_heard_ns = clock.steady_ns();
+      return false;
+    }
     if (env.body_case() == v1::Envelope::kKill) {
       log::info("the sink says the batch is over; exiting");
       return true;
@@ -383,44 +437,57 @@ struct Worker::Impl {
     }
   }
 
-  void send_results() {
-    executor->collect(unsent);
-    hand_back_aborted(stop_requested());
-    if (unsent.empty()) return;
+  // Sends the results of `queue` in messages of up to kMaxResultsPerMessage, keeping a copy
+  // of each message in the cache when `keep`. Returns: results sent; the rest stay in `queue`
+  // (the sink's queue is full, or it is missing).
+  int64_t send_from(Results& queue, bool keep) {
     info.set_gpu_mem_bytes(gpu_bytes.load(std::memory_order_relaxed));
     auto* batch = outgoing.mutable_results();
     *batch->mutable_worker() = info;
     auto* rs = batch->mutable_results();  // empty; its cleared elements are reused
     int64_t sent = 0;
-    while (!unsent.empty()) {
+    while (!queue.empty()) {
       int n = 0;
       size_t bytes = 0;
-      while (n < std::min(kMaxResultsPerMessage, unsent.size()) &&
-             (n == 0 || bytes + unsent.Get(n).output().size() <= kMaxResultBytesPerMessage)) {
-        bytes += unsent.Get(n++).output().size();
+      while (n < std::min(kMaxResultsPerMessage, queue.size()) &&
+             (n == 0 || bytes + queue.Get(n).output().size() <= kMaxResultBytesPerMessage)) {
+        bytes += queue.Get(n++).output().size();
       }
-      if (n == unsent.size()) {
-        rs->Swap(&unsent);  // O(1)
+      if (n == queue.size()) {
+        rs->Swap(&queue);  // O(1)
       } else {
-        for (int i = 0; i < n; ++i) rs->Add()->Swap(unsent.Mutable(i));
-        unsent.DeleteSubrange(0, n);
+        for (int i = 0; i < n; ++i) rs->Add()->Swap(queue.Mutable(i));
+        queue.DeleteSubrange(0, n);
       }
+      zmq::message_t message = encode(outgoing);
+      std::string copy;
+      if (keep) copy.assign(static_cast<const char*>(message.data()), message.size());
       bool ok = false;
       try {
-        ok = results.send(encode(outgoing), zmq::send_flags::dontwait).has_value();
+        ok = results.send(message, zmq::send_flags::dontwait).has_value();
       } catch (const zmq::error_t& e) {
         if (e.num() != EAGAIN && e.num() != EINTR) throw;
       }
       if (!ok) {  // sink queue full or sink missing: keep them, try again on POLLOUT
-        for (auto& r : *rs) unsent.Add()->Swap(&r);
+        for (auto& r : *rs) queue.Add()->Swap(&r);
         rs->Clear();
         break;
       }
+      if (keep) sent_cache.add(std::move(copy), static_cast<uint64_t>(n));
       sent += n;
       rs->Clear();  // keeps the objects for the next results
     }
-    held -= sent;
-    grant_credit();
+    return sent;
+  }
+
+  void send_results() {
+    executor->collect(unsent);
+    hand_back_aborted(stop_requested());
+    if (!unsent.empty()) {
+      held -= send_from(unsent, /*keep=*/true);
+      grant_credit();
+    }
+    if (!resends.empty()) (void)send_from(resends, /*keep=*/false);  // still in the cache
   }
 
   void drain_socket(zmq::socket_t& s, bool topic_frame, bool& kill) {
@@ -454,6 +521,18 @@ struct Worker::Impl {
     }
   }
 
+  // Leaves without delivering results: the sink is gone, and the tasks of those results are
+  // issued again when the ventilator sees this worker gone (their leases are open).
+  void abandon(const char* doing) {
+    const size_t running = executor->cancel_running(0);
+    const double silent =
+        static_cast<double>(clock.steady_ns() - (sink_heard_ns ? sink_heard_ns : started_ns)) * 1e-9;
+    log::warn("{}: the sink is unreachable (silent for {:.1f} s); leaving {} results undelivered "
+              "and stopping {} running tasks (they are issued again)",
+              doing, silent, unsent.size(), running);
+    results.set(zmq::sockopt::linger, 0);
+  }
+
   // Graceful leave: hand back unstarted tasks, finish the running ones.
   void leave() {
     auto unstarted = executor->take_unstarted();
@@ -469,16 +548,29 @@ struct Worker::Impl {
     // Command tasks are killed (their whole process group) and handed back; in-process
     // kernels finish within the drain timeout.
     const size_t killed = executor->cancel_running(0, /*commands_only=*/true);
+    if (!sink_reachable()) {
+      abandon("stopping");
+      return;
+    }
     log::info("stopping: returned {} unstarted tasks, stopping {} commands, finishing {} running",
               unstarted.size(), killed, executor->pending() - killed);
     const int64_t deadline = clock.steady_ns() + ms_to_ns(opt.drain_timeout_ms);
     const int stops = stop_count();
     while ((executor->pending() > 0 || !unsent.empty()) && clock.steady_ns() < deadline &&
            stop_count() == stops) {
-      zmq::pollitem_t items[] = {{nullptr, executor->notify_fd(), ZMQ_POLLIN, 0}};
+      zmq::pollitem_t items[] = {{nullptr, executor->notify_fd(), ZMQ_POLLIN, 0},
+                                 {control.handle(), 0, ZMQ_POLLIN, 0}};
       try {
-        zmq::poll(items, 1, std::chrono::milliseconds(50));
+        zmq::poll(items, 2, std::chrono::milliseconds(50));
       } catch (const zmq::error_t&) {
+      }
+      if (items[1].revents & ZMQ_POLLIN) {
+        bool ignored = false;
+        drain_socket(control, true, ignored);  // the sink's heartbeats
+      }
+      if (!sink_reachable()) {
+        abandon("draining");
+        return;
       }
       send_results();
       v1::Envelope hb;  // keep the lease alive while draining
@@ -516,16 +608,17 @@ struct Worker::Impl {
                                  {nullptr, executor->notify_fd(), ZMQ_POLLIN, 0},
                                  {results.handle(), 0, ZMQ_POLLOUT, 0}};
       // Wait for room on the results socket only while results wait for it.
+      const bool waiting = !unsent.empty() || !resends.empty();
       try {
-        zmq::poll(items, unsent.empty() ? 3 : 4,
-                  std::chrono::milliseconds(unsent.empty() && registered ? 100 : 10));
+        zmq::poll(items, waiting ? 4 : 3,
+                  std::chrono::milliseconds(!waiting && registered ? 100 : 10));
       } catch (const zmq::error_t& e) {
         if (e.num() == EINTR) continue;
         throw;
       }
       if (items[0].revents & ZMQ_POLLIN) drain_socket(vent, false, kill);
       if (items[1].revents & ZMQ_POLLIN) drain_socket(control, true, kill);
-      if ((items[2].revents & ZMQ_POLLIN) || !unsent.empty()) send_results();
+      if ((items[2].revents & ZMQ_POLLIN) || waiting) send_results();
     }
     if (stop_requested()) leave();
     if (!exec_dir.empty()) {
