@@ -55,7 +55,7 @@ std::string results_endpoint_near(const std::string& server) {
       host.rfind(']') < colon) {
     host.resize(colon);
   }
-  return fmt::format("tcp://{}:{}", host, kResultsServicePort);
+  return fmt::format("tcp://{}:{}", host, default_port(kResultsServicePort));
 }
 
 int fetch_results(const FetchOptions& opt, const CurveOptions& curve_options) {

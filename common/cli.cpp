@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/protocol.h"
 #include "common/signals.h"
+#include "common/text.h"
 #include "common/version.h"
 
 namespace taskfarm {
@@ -27,6 +28,17 @@ void add_common_flags(CLI::App& app) {
       ->capture_default_str();
   app.set_version_flag("--version", version_line(app.get_name()),
                        "print the version, git commit, protocol version and CUDA support");
+}
+
+void add_farm_flag(CLI::App& app, std::string& farm, const std::string& learns) {
+  app.add_option("--farm", farm,
+                 "this farm's name: messages of another farm are dropped, counted and logged "
+                 "(default: " + learns + ")")
+      ->envname("TASKFARM_FARM")
+      ->check([](const std::string& name) -> std::string {
+        if (auto problem = name_problem(name, 64, false)) return "--farm: " + *problem;
+        return "";
+      });
 }
 
 namespace {

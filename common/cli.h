@@ -14,6 +14,10 @@ namespace taskfarm {
 // Adds the flags every command has (--log-level, --version).
 void add_common_flags(CLI::App& app);
 
+// Adds --farm NAME (environment TASKFARM_FARM) to a program of a farm; `learns` says where a
+// program without it takes its farm from. The name is checked (printable, at most 64 bytes).
+void add_farm_flag(CLI::App& app, std::string& farm, const std::string& learns);
+
 // Returns: "PROGRAM 0.1.0 (git 5f521d6, protocol 1, CUDA on)": what --version prints.
 std::string version_line(const std::string& program);
 

@@ -23,25 +23,42 @@ void check_port(const std::string& spec, const std::string& port) {
 
 }  // namespace
 
+int default_port(int standard) {
+  const char* env = std::getenv("TASKFARM_PORT_BASE");
+  if (env == nullptr || *env == '\0') return standard;
+  const std::string base = env;
+  const int highest = 8080 - 5557;  // the HTTP port is the furthest from the base
+  if (!all_digits(base) || base.size() > 5 || std::stoi(base) < 1024 ||
+      std::stoi(base) + highest > 65535) {
+    throw SetupError(fmt::format("TASKFARM_PORT_BASE='{}' is not a port from 1024 to {}", base,
+                                 65535 - highest));
+  }
+  return standard + std::stoi(base) - 5557;
+}
+
 std::string connect_endpoint(const std::string& spec, int default_port) {
   if (spec.empty()) throw SetupError("empty endpoint");
   if (spec.find("://") != std::string::npos) return spec;
   const auto colon = spec.rfind(':');
-  if (colon == std::string::npos) return fmt::format("tcp://{}:{}", spec, default_port);
+  if (colon == std::string::npos) {
+    return fmt::format("tcp://{}:{}", spec, taskfarm::default_port(default_port));
+  }
   if (colon == 0) throw SetupError(fmt::format("missing host in '{}'", spec));
   check_port(spec, spec.substr(colon + 1));
   return "tcp://" + spec;
 }
 
 std::string bind_endpoint(const std::string& spec, int default_port) {
-  if (spec.empty()) return fmt::format("tcp://*:{}", default_port);
+  if (spec.empty()) return fmt::format("tcp://*:{}", taskfarm::default_port(default_port));
   if (spec.find("://") != std::string::npos) return spec;
   if (all_digits(spec)) {
     check_port(spec, spec);
     return "tcp://*:" + spec;
   }
   const auto colon = spec.rfind(':');
-  if (colon == std::string::npos) return fmt::format("tcp://{}:{}", spec, default_port);
+  if (colon == std::string::npos) {
+    return fmt::format("tcp://{}:{}", spec, taskfarm::default_port(default_port));
+  }
   check_port(spec, spec.substr(colon + 1));
   return "tcp://" + spec;
 }
@@ -66,8 +83,10 @@ std::string bind_socket(zmq::socket_t& socket, const std::string& endpoint, cons
     socket.bind(endpoint);
   } catch (const zmq::error_t& e) {
     if (e.num() == EADDRINUSE) {
-      throw SetupError(fmt::format("cannot bind {} socket to {}: address already in use", what,
-                                   endpoint));
+      throw SetupError(fmt::format("cannot bind {} socket to {}: address already in use (another "
+                                   "farm on this host? give all of this farm's programs "
+                                   "TASKFARM_PORT_BASE=6557, say, or choose ports with --bind)",
+                                   what, endpoint));
     }
     throw SetupError(fmt::format("cannot bind {} socket to {}: {}", what, endpoint, e.what()));
   }

@@ -11,6 +11,12 @@
 
 namespace taskfarm {
 
+// Returns: the port a program uses for `standard` (5557 ... 5561, 8080) when none is given:
+// with TASKFARM_PORT_BASE=B in the environment, all of them move by B - 5557 (6557 gives 6557
+// ... 6561 and 9080), so a second farm on the same hosts takes other ports with one variable.
+// Throws: SetupError when TASKFARM_PORT_BASE is not a port that leaves room for the others.
+int default_port(int standard);
+
 // Returns: an endpoint to connect to. "host" -> tcp://host:default_port, "host:port" ->
 // tcp://host:port, anything with "://" (tcp://, ipc://, inproc://) unchanged.
 // Throws: SetupError for an empty or malformed value.

@@ -2,12 +2,35 @@
 
 #include <fmt/core.h>
 
+#include <atomic>
+
 #include "common/log.h"
 
 namespace taskfarm {
 
+namespace {
+// Set at start-up (flags) or once from the farm's ventilator (a Welcome, a BatchStart), by the
+// thread that decodes messages; read by the same thread.
+std::string g_farm_name;
+std::atomic<uint64_t> g_farm_id{0};
+}  // namespace
+
+uint64_t farm_id_of(std::string_view name) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char c : name) h = (h ^ c) * 1099511628211ull;
+  return h == 0 ? 1 : h;
+}
+
+void set_farm(std::string_view name) {
+  g_farm_name = std::string(name);
+  g_farm_id.store(name.empty() ? 0 : farm_id_of(name), std::memory_order_relaxed);
+}
+const std::string& farm_name() { return g_farm_name; }
+uint64_t farm_id() { return g_farm_id.load(std::memory_order_relaxed); }
+
 zmq::message_t encode(v1::Envelope& envelope) {
   envelope.set_version(kProtocolVersion);
+  envelope.set_farm(farm_id());
   const size_t n = envelope.ByteSizeLong();
   zmq::message_t msg(n);
   envelope.SerializeWithCachedSizesToArray(static_cast<uint8_t*>(msg.data()));
@@ -28,6 +51,12 @@ std::optional<std::string> decode_into(const void* data, size_t size, v1::Envelo
   }
   if (envelope.body_case() == v1::Envelope::BODY_NOT_SET) {
     return std::string("message without a body (unknown message type from a newer peer?)");
+  }
+  const uint64_t ours = farm_id();
+  if (envelope.farm() != 0 && ours != 0 && envelope.farm() != ours) {
+    return fmt::format("a message of another farm (this is farm '{}'; check --farm and the "
+                       "endpoints)",
+                       g_farm_name);
   }
   return std::nullopt;
 }

@@ -47,7 +47,15 @@ inline constexpr uint32_t kMaxMaxAttempts = 100;
 // Room an Envelope and Task need around a payload.
 inline constexpr int64_t kEnvelopeOverheadBytes = 4096;
 
-// Returns: `body` serialized into a new message, with the version stamped.
+// This process's farm (`--farm NAME`): stamped on every message it sends; messages of another
+// farm are rejected by decode. Empty: none yet (a worker or sink learns its ventilator's).
+void set_farm(std::string_view name);
+const std::string& farm_name();
+uint64_t farm_id();  // 0 while none is set
+// Returns: the id a farm name stands for on the wire (never 0).
+uint64_t farm_id_of(std::string_view name);
+
+// Returns: `body` serialized into a new message, with the version and farm stamped.
 zmq::message_t encode(v1::Envelope& envelope);
 
 // Outcome of decoding one frame: an envelope, or why the frame was rejected.
@@ -58,7 +66,7 @@ struct Decoded {
 };
 
 // Returns: the envelope in `frame`, or an error for an empty frame, undecodable bytes, a
-// missing body or another protocol version. Never throws.
+// missing body, another protocol version or another farm. Never throws.
 Decoded decode(const void* data, size_t size);
 // As decode(), into `envelope` (which may live on an arena). Returns: why the frame was
 // rejected, or nullopt.

@@ -49,10 +49,13 @@ int main(int argc, char** argv) {
   app.add_option("--state", opt.state_dir,
                  "journal folder (DIR/sink.db): a sink restarted with the same DIR continues its "
                  "jobs; acks are sent once results are in it");
+  std::string farm;
+  add_farm_flag(app, farm, "its ventilator's, learnt from the first job");
   opt.curve.add_flags(app, /*server=*/true, /*client=*/false);
   add_common_flags(app);
   return cli_main(app, argc, argv, [&] {
     opt.max_message_bytes = max_message_mb << 20;
+    set_farm(farm);
     if (opt.serve && opt.results_dir.empty()) opt.results_dir = "taskfarm-results";
     opt.results_bind = bind_endpoint(results_spec, kResultsPort);
     opt.control_bind = bind_endpoint(control_spec, kControlPort);

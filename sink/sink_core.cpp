@@ -366,6 +366,10 @@ struct SinkCore::Impl {
   }
 
   void on_batch_start(const v1::BatchStart& start) {
+    if (farm_id() == 0 && !name_problem(start.farm(), 255, true)) {
+      set_farm(start.farm());
+      log::info("joined farm '{}'", printable(farm_name()));
+    }
     const uint64_t id = start.job_id();
     if (auto e = ended.find(id); e != ended.end()) {
       if (!e->second.has_batch_end()) return;

@@ -46,6 +46,50 @@ TEST(Protocol, RejectsOtherVersions) {
   EXPECT_NE(d.error.find("protocol version 2"), std::string::npos) << d.error;
 }
 
+TEST(Protocol, MessagesOfAnotherFarmAreRejectedAndUnnamedPeersAccepted) {
+  auto encoded_by = [](const std::string& farm) {
+    set_farm(farm);
+    v1::Envelope env;
+    env.mutable_kill();
+    zmq::message_t msg = encode(env);
+    return std::string(static_cast<const char*>(msg.data()), msg.size());
+  };
+  const std::string from_a = encoded_by("alpha"), from_b = encoded_by("beta"),
+                    from_none = encoded_by("");
+  set_farm("alpha");
+  EXPECT_TRUE(decode(from_a.data(), from_a.size()));
+  EXPECT_TRUE(decode(from_none.data(), from_none.size())) << "a client or a worker not yet joined";
+  Decoded d = decode(from_b.data(), from_b.size());
+  EXPECT_FALSE(d);
+  EXPECT_NE(d.error.find("another farm (this is farm 'alpha'"), std::string::npos) << d.error;
+  set_farm("");  // a process that has not joined a farm yet takes every farm's messages
+  EXPECT_TRUE(decode(from_b.data(), from_b.size()));
+  EXPECT_NE(farm_id_of("alpha"), farm_id_of("beta"));
+  EXPECT_NE(farm_id_of(""), 0u);
+}
+
+TEST(Endpoints, TaskfarmPortBaseMovesEveryDefaultPortAndBadValuesAreOneLineErrors) {
+  ::setenv("TASKFARM_PORT_BASE", "6557", 1);
+  EXPECT_EQ(bind_endpoint("", kTasksPort), "tcp://*:6557");
+  EXPECT_EQ(bind_endpoint("", kResultsServicePort), "tcp://*:6561");
+  EXPECT_EQ(connect_endpoint("head", kControlPort), "tcp://head:6559");
+  EXPECT_EQ(default_port(8080), 9080);
+  EXPECT_EQ(bind_endpoint("7000", kTasksPort), "tcp://*:7000") << "a port given is kept";
+  EXPECT_EQ(connect_endpoint("head:7001", kTasksPort), "tcp://head:7001");
+  for (const char* bad : {"abc", "80", "65000", "-1", "6557x"}) {
+    ::setenv("TASKFARM_PORT_BASE", bad, 1);
+    try {
+      (void)bind_endpoint("", kTasksPort);
+      ADD_FAILURE() << bad << " was taken";
+    } catch (const SetupError& e) {
+      EXPECT_NE(std::string(e.what()).find("TASKFARM_PORT_BASE='" + std::string(bad) + "'"),
+                std::string::npos) << e.what();
+    }
+  }
+  ::unsetenv("TASKFARM_PORT_BASE");
+  EXPECT_EQ(bind_endpoint("", kTasksPort), "tcp://*:5557");
+}
+
 TEST(Protocol, RejectsEmptyGarbageAndBodylessFrames) {
   EXPECT_FALSE(decode(nullptr, 0));
   std::mt19937 gen(3);

@@ -5,6 +5,8 @@
 
 #include <set>
 
+#include "common/text.h"
+
 namespace taskfarm::ventilator {
 namespace {
 
@@ -39,6 +41,32 @@ TEST(Dispatcher, SendsNothingWithoutCreditAndNoMoreThanCredit) {
   EXPECT_TRUE(d.assign().empty());  // credit used up
   EXPECT_TRUE(d.on_credit("w1", 2));
   EXPECT_EQ(count_tasks(d.assign()), 2u);
+}
+
+TEST(Dispatcher, WorkersWithTheSameIdGetDistinctNamesWhileRegistered) {
+  ManualClock clock;
+  Dispatcher d(DispatchPolicy{}, clock);
+  (void)d.on_hello("r1", info("gpu"), 1);
+  (void)d.on_hello("r2", info("gpu"), 1);
+  (void)d.on_hello("r3", info("gpu"), 1);
+  EXPECT_EQ(d.worker_name("r1"), "gpu");
+  EXPECT_EQ(d.worker_name("r2"), "gpu~2");
+  EXPECT_EQ(d.worker_name("r3"), "gpu~3");
+  // Registering again (after a partition), with the name it was given or its own: unchanged.
+  (void)d.on_hello("r2", info("gpu~2"), 1);
+  EXPECT_EQ(d.worker_name("r2"), "gpu~2");
+  (void)d.on_hello("r1", info("gpu"), 1);
+  EXPECT_EQ(d.worker_name("r1"), "gpu");
+  // Once the first has gone, its id is free again.
+  (void)d.on_unreachable("r1");
+  (void)d.on_hello("r4", info("gpu"), 1);
+  EXPECT_EQ(d.worker_name("r4"), "gpu");
+  EXPECT_EQ(d.worker_name("nobody"), "");
+  // Ids stay within the bound, whole UTF-8 characters only.
+  const std::string long_id = std::string(kMaxWorkerIdBytes - 3, 'x') + "\u00e9";  // 2-byte é
+  (void)d.on_hello("r5", info(long_id), 1);
+  (void)d.on_hello("r6", info(long_id), 1);
+  EXPECT_EQ(d.worker_name("r6"), std::string(kMaxWorkerIdBytes - 3, 'x') + "~2");
 }
 
 TEST(Dispatcher, SplitsWorkByCreditSoLateJoinersGetWorkAtOnce) {

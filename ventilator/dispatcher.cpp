@@ -258,6 +258,9 @@ std::vector<GiveUp> Dispatcher::on_hello(const std::string& worker, const v1::Wo
   // partition: it still holds its tasks, so they stay leased to it; only credit restarts.
   Worker& w = it->second;
   w.info = info;
+  // Reports and logs name workers by id: a second worker with the id of a connected one gets
+  // "id~2" (or ~3, ...); the worker takes that name (Welcome) and registers with it after.
+  w.info.set_id(unique_name(worker, info.id()));
   w.credit = credit;
   w.leaving = false;
   w.last_seen_ns = clock_.steady_ns();
@@ -272,6 +275,31 @@ std::vector<GiveUp> Dispatcher::on_hello(const std::string& worker, const v1::Wo
   }
   replan_ = true;
   return give_ups;
+}
+
+std::string Dispatcher::unique_name(const std::string& worker, const std::string& id) const {
+  auto taken = [&](const std::string& name) {
+    for (const auto& [other, w] : workers_) {
+      if (other != worker && w.info.id() == name) return true;
+    }
+    return false;
+  };
+  if (!taken(id)) return id;
+  for (uint32_t n = 2;; ++n) {
+    const std::string suffix = fmt::format("~{}", n);
+    size_t keep = std::min(id.size(), kMaxWorkerIdBytes - suffix.size());  // ids stay bounded
+    while (keep > 0 && keep < id.size() && (static_cast<unsigned char>(id[keep]) & 0xC0) == 0x80) {
+      --keep;  // not inside a UTF-8 character
+    }
+    std::string name = id.substr(0, keep) + suffix;
+    if (!taken(name)) return name;
+  }
+}
+
+const std::string& Dispatcher::worker_name(const std::string& worker) const {
+  static const std::string none;
+  auto it = workers_.find(worker);
+  return it == workers_.end() ? none : it->second.info.id();
 }
 
 bool Dispatcher::offered(const std::string& kernel) const {

@@ -128,6 +128,9 @@ class Dispatcher {
   // Returns: tasks given up because of it (none today: kept for the protocol's symmetry).
   std::vector<GiveUp> on_hello(const std::string& worker, const v1::WorkerInfo& info,
                                uint32_t credit);
+  // Returns: the worker's id in reports: its own, or "id~N" when another registered worker
+  // had it first; "" for an unknown worker.
+  const std::string& worker_name(const std::string& worker) const;
   // Returns: false when the worker is unknown (it must say Hello again).
   bool on_credit(const std::string& worker, uint32_t credit);
   bool on_heartbeat(const std::string& worker);
@@ -276,6 +279,7 @@ class Dispatcher {
 
   uint32_t intern(const std::string& kernel);
   static uint64_t class_of(uint32_t kernel, int64_t size);
+  std::string unique_name(const std::string& worker, const std::string& id) const;
   static bool can_run(const Worker& w, const Group& g);
   // Returns: the worker's estimate for the class in ms, or a prior (negative: none known).
   double estimate(const Worker& w, uint64_t cls) const;

@@ -90,6 +90,8 @@ int main(int argc, char** argv) {
   app.add_option("--state", opt.state_dir,
                  "journal folder (DIR/ventilator.db): a ventilator restarted with the same DIR "
                  "continues its jobs");
+  std::string farm;
+  add_farm_flag(app, farm, "this host's name and the tasks endpoint");
   web::HttpFlags http;  // dashboard and /metrics (issue 16)
   http.add_flags(app);
   opt.curve.add_flags(app, /*server=*/true, /*client=*/true);
@@ -100,6 +102,8 @@ int main(int argc, char** argv) {
     opt.heartbeat_ms = std::max<int64_t>(20, opt.policy.worker_timeout_ms / 6);
     opt.sink_wait_ms = static_cast<int64_t>(wait_sink_s * 1000);
     opt.tasks_bind = bind_endpoint(bind_spec, kTasksPort);
+    // Stable across restarts (a journal's jobs continue), distinct for farms running at once.
+    set_farm(farm.empty() ? fmt::format("{}:{}", host_name(), opt.tasks_bind) : farm);
     opt.sink_results = sink.results_endpoint();
     opt.sink_control = sink.control_endpoint();
     opt.max_job_bytes = max_job_mb << 20;

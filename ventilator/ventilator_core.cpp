@@ -138,6 +138,13 @@ bool VentilatorCore::on_worker_message(const std::string& worker, const v1::Enve
       v1::Envelope welcome;
       welcome.mutable_welcome()->set_epoch(epoch_);
       welcome.mutable_welcome()->set_heartbeat_ms(static_cast<uint32_t>(opt_.heartbeat_ms));
+      welcome.mutable_welcome()->set_farm(farm_name());
+      if (const std::string& name = dispatcher_.worker_name(worker); name != h.worker().id()) {
+        log::warn("worker {} on {}: another connected worker has that id; this one is {} in "
+                  "reports (give each worker its own --id)",
+                  printable(h.worker().id()), printable(h.worker().host()), printable(name));
+        welcome.mutable_welcome()->set_worker_id(name);
+      }
       (void)out_.to_worker(worker, welcome);
       break;
     }
@@ -425,6 +432,7 @@ void VentilatorCore::announce(JobRecord& job, int64_t now) {
   auto* bs = env.mutable_batch_start();
   bs->set_job_id(job.id);
   bs->set_ventilator_id(jobs_.ventilator_id());
+  bs->set_farm(farm_name());
   bs->set_name(job.name);
   bs->set_total(job.total);
   bs->set_max_attempts(job.max_attempts);

@@ -6,6 +6,7 @@
 
 #include "common/errors.h"
 #include "common/files.h"
+#include "common/net.h"
 
 namespace taskfarm::web {
 namespace {
@@ -36,7 +37,8 @@ void HttpFlags::add_flags(CLI::App& app) {
 }
 
 std::optional<HttpOptions> HttpFlags::resolve(bool serving, bool curve, bool* optional) const {
-  const std::string p = port.empty() ? (serving ? "8080" : "off") : port;
+  const std::string p =
+      port.empty() ? (serving ? std::to_string(default_port(8080)) : "off") : port;
   *optional = port.empty();
   if (p == "off") return std::nullopt;
   HttpOptions o;

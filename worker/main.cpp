@@ -54,10 +54,13 @@ int main(int argc, char** argv) {
   app.add_option("--max-output-mb", max_output_mb, "largest output a task may return, in MiB")
       ->check(CLI::Range(uint64_t{1}, uint64_t{1024}))
       ->capture_default_str();
+  std::string farm;
+  add_farm_flag(app, farm, "its ventilator's, learnt when it registers");
   opt.curve.add_flags(app, /*server=*/false, /*client=*/true);
   add_common_flags(app);
   return cli_main(app, argc, argv, [&] {
     opt.ventilator = connect_endpoint(ventilator, kTasksPort);
+    set_farm(farm);
     opt.sink_results = sink.results_endpoint();
     opt.sink_control = sink.control_endpoint();
     opt.peer_timeout_ms = static_cast<int64_t>(peer_timeout_s * 1000);

@@ -15,6 +15,7 @@
 #include "common/net.h"
 #include "common/protocol.h"
 #include "common/signals.h"
+#include "common/text.h"
 #include "kernels/cuda/gpu_plugin.h"
 #include "worker/exec_kernel.h"
 #include "worker/executor.h"
@@ -325,6 +326,17 @@ struct Worker::Impl {
           }
         }
         ventilator_epoch = env.welcome().epoch();
+        if (farm_id() == 0 && !name_problem(env.welcome().farm(), 255, true)) {
+          set_farm(env.welcome().farm());
+          log::info("joined farm '{}'", printable(farm_name()));
+        }
+        if (const auto& id = env.welcome().worker_id();
+            !id.empty() && id != info.id() && !name_problem(id, kMaxWorkerIdBytes, false)) {
+          log::warn("another worker of this farm has the id '{}': this one is '{}' in reports "
+                    "(give each worker its own --id)",
+                    printable(info.id()), printable(id));
+          info.set_id(id);
+        }
         // The ventilator's --worker-timeout rules: beat often enough for it.
         if (env.welcome().heartbeat_ms() > 0) {
           opt.heartbeat_ms = std::min<int64_t>(opt.heartbeat_ms, env.welcome().heartbeat_ms());

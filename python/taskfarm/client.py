@@ -15,6 +15,7 @@ from .errors import (InvalidJob, JobFailed, JobNotFinished, ServiceUnavailable, 
                      UnknownJob)
 from .progress import ProgressBar
 from .results import DEFAULT_RESULTS_PORT, ResultStream, results_endpoint_near
+from .results import default_port as _default_port
 from .states import JobState
 
 DEFAULT_PORT = 5560
@@ -24,7 +25,8 @@ JobLike = Union["pb.JobSpec", Mapping[str, Any], str, "os.PathLike[str]"]
 
 def endpoint(server: str, default_port: int = DEFAULT_PORT) -> str:
     """Returns: the ZeroMQ endpoint of `server`, as the taskfarm programs read it: "HOST",
-    "HOST:PORT", "PORT" (on localhost) or a full endpoint (tcp://..., ipc://...)."""
+    "HOST:PORT", "PORT" (on localhost) or a full endpoint (tcp://..., ipc://...); HOST alone
+    takes `default_port`, moved by TASKFARM_PORT_BASE as the programs do."""
     if not server:
         raise ValueError("empty server address")
     if "://" in server:
@@ -32,7 +34,7 @@ def endpoint(server: str, default_port: int = DEFAULT_PORT) -> str:
     if server.isdigit():
         return f"tcp://localhost:{server}"
     if ":" not in server:
-        return f"tcp://{server}:{default_port}"
+        return f"tcp://{server}:{_default_port(default_port)}"
     return f"tcp://{server}"
 
 
@@ -145,7 +147,7 @@ class Client:
     ...     report = client.submit("job.json").wait()
     """
 
-    def __init__(self, server: str = f"localhost:{DEFAULT_PORT}",
+    def __init__(self, server: str = "localhost",
                  keys: Optional[Union[Keys, Tuple[str, str]]] = None, timeout: float = 5.0,
                  sink: Optional[str] = None):
         """`server`: "HOST", "HOST:PORT", "PORT" or an endpoint. `keys`: Keys or a (secret key

@@ -27,6 +27,18 @@ DEFAULT_RESULTS_PORT = 5561  # common/protocol.h: kResultsServicePort
 MAX_REPLY_BYTES = 16 << 20   # of outputs per reply, as `taskfarm results` asks
 
 
+def default_port(standard: int) -> int:
+    """Returns: the port the taskfarm programs use for `standard` (5557 ... 5561) when none is
+    given: moved by TASKFARM_PORT_BASE - 5557 when that variable is set, as they do."""
+    base = os.environ.get("TASKFARM_PORT_BASE", "")
+    if not base:
+        return standard
+    if not base.isdigit() or not 1024 <= int(base) <= 65535 - (8080 - 5557):
+        raise ValueError(f"TASKFARM_PORT_BASE='{base}' is not a port from 1024 to "
+                         f"{65535 - (8080 - 5557)}")
+    return standard + int(base) - 5557
+
+
 def results_endpoint_near(server: str) -> Optional[str]:
     """Returns: the results service's endpoint on the host of a job service's endpoint
     ("tcp://head:5560" -> "tcp://head:5561"), or None when there is no host to take (ipc://),
@@ -37,7 +49,7 @@ def results_endpoint_near(server: str) -> Optional[str]:
     colon = host.rfind(":")
     if colon >= 0 and (not host.startswith("[") or host.rfind("]") < colon):
         host = host[:colon]
-    return f"tcp://{host}:{DEFAULT_RESULTS_PORT}"
+    return f"tcp://{host}:{default_port(DEFAULT_RESULTS_PORT)}"
 
 
 @dataclass(frozen=True)
