@@ -109,8 +109,12 @@ double Dispatcher::prior(uint64_t cls, const Worker* w) const {
 }
 
 Dispatcher::Worker* Dispatcher::holder(uint32_t slot) {
-  auto w = slot_to_worker_.find(slot);
-  return w == slot_to_worker_.end() ? nullptr : &workers_.at(w->second);
+  if (slot == last_slot_) return last_worker_;  // acks come in runs of one worker's tasks
+  auto w = slot_ptr_.find(slot);
+  if (w == slot_ptr_.end()) return nullptr;
+  last_slot_ = slot;
+  last_worker_ = w->second;
+  return last_worker_;
 }
 
 void Dispatcher::hold(Worker& w, Entry& e, const Group& g, int64_t now) {
@@ -253,6 +257,7 @@ std::vector<GiveUp> Dispatcher::on_hello(const std::string& worker, const v1::Wo
     w.slot = next_slot_++;
     slot_to_worker_[w.slot] = worker;
     it = workers_.emplace(worker, std::move(w)).first;
+    slot_ptr_[it->second.slot] = &it->second;  // map nodes do not move
   }
   // The same process (routing ids are per process) may register again, e.g. after a
   // partition: it still holds its tasks, so they stay leased to it; only credit restarts.
@@ -552,6 +557,8 @@ std::vector<GiveUp> Dispatcher::drop_worker(const std::string& worker, const std
     }
   }
   slot_to_worker_.erase(slot);
+  slot_ptr_.erase(slot);
+  if (last_slot_ == slot) last_slot_ = 0, last_worker_ = nullptr;
   workers_.erase(it);
   replan_ = true;
   return give_ups;
@@ -662,11 +669,35 @@ void Dispatcher::plan(int64_t now) {
   }
 }
 
-std::pair<Dispatcher::Job*, Dispatcher::Group*> Dispatcher::pick(Worker& w, int64_t now) {
+bool Dispatcher::leaves_tail(const Worker& w, const Group& g, double e, const LevelPlan* lp,
+                             double since_plan_ms) const {
+  if (!lp || w.slots == 0 || e <= 0) return false;
+  const double remaining = std::max(0.0, lp->end_ms - since_plan_ms);
+  const double finish = w.queue_wall_ms() + e;
+  if (finish <= remaining * kPlanSlack + kPlanSlackMs) return false;
+  double sooner = std::numeric_limits<double>::infinity();
+  for (const auto& [oid, o] : workers_) {
+    if (&o == &w || o.leaving || !can_run(o, g)) continue;
+    const double oe = estimate(o, g.cls);
+    if (oe > 0) sooner = std::min(sooner, o.queue_wall_ms() + oe);
+  }
+  return sooner < finish;
+}
+
+bool Dispatcher::queue_full(const Worker& w, double est) const {
+  return w.slots > 0 && est > 0 &&
+         w.queue_wall_ms() > est + std::max(policy_.queue_ms, kQueuedTasks * est);
+}
+
+std::pair<Dispatcher::Job*, Dispatcher::Group*> Dispatcher::pick(Worker& w, int64_t now,
+                                                                 Sole* sole) {
+  if (sole) sole->group = nullptr;
   const double since_plan_ms = static_cast<double>(now - planned_at_ns_) * 1e-6;
   // Priority levels from the highest: a lower one only gets what the higher ones leave.
   int64_t level = INT64_MAX;
+  bool higher_candidates = false;  // groups of a higher level this worker could run
   for (;;) {
+    size_t candidates = 0;
     // The next level down that has work.
     int64_t next = INT64_MIN;
     for (const auto& [id, job] : jobs_) {
@@ -698,6 +729,7 @@ std::pair<Dispatcher::Job*, Dispatcher::Group*> Dispatcher::pick(Worker& w, int6
       }
       unknown_classes = static_cast<uint32_t>(std::max<size_t>(1, seen.size()));
     }
+    int best_rank = 0;
     for (auto& [id, job] : jobs_) {
       if (job.priority != level || !min_workers_met(job)) continue;
       const bool window_full = job.open.size() >= policy_.window;
@@ -705,6 +737,7 @@ std::pair<Dispatcher::Job*, Dispatcher::Group*> Dispatcher::pick(Worker& w, int6
         Group& g = job.groups[gi];
         if (!can_run(w, g) || !g.has_work()) continue;
         if (window_full && g.requeued.empty()) continue;  // only re-issues fit a full window
+        ++candidates;
         const double est = estimate(w, g.cls);
         double share = 0;
         if (lp) {
@@ -736,19 +769,7 @@ std::pair<Dispatcher::Job*, Dispatcher::Group*> Dispatcher::pick(Worker& w, int6
           } else {
             // Not a task it would finish after the plan's end when another worker would
             // finish it sooner (dmda's rule): the slow worker leaves the tail to the fast one.
-            if (lp) {
-              const double remaining = std::max(0.0, lp->end_ms - since_plan_ms);
-              const double finish = w.queue_wall_ms() + e;
-              if (finish > remaining * kPlanSlack + kPlanSlackMs) {
-                double sooner = std::numeric_limits<double>::infinity();
-                for (const auto& [oid, o] : workers_) {
-                  if (&o == &w || o.leaving || !can_run(o, g)) continue;
-                  const double oe = estimate(o, g.cls);
-                  if (oe > 0) sooner = std::min(sooner, o.queue_wall_ms() + oe);
-                }
-                if (sooner < finish) continue;
-              }
-            }
+            if (leaves_tail(w, g, e, lp, since_plan_ms)) continue;
             rank = share > 0 ? 1 : 2;
           }
         }
@@ -760,6 +781,7 @@ std::pair<Dispatcher::Job*, Dispatcher::Group*> Dispatcher::pick(Worker& w, int6
           best_job = &job;
           best_g = gi;
           best_key = key;
+          best_rank = rank;
         }
       }
     }
@@ -767,14 +789,17 @@ std::pair<Dispatcher::Job*, Dispatcher::Group*> Dispatcher::pick(Worker& w, int6
       // Queued work is bounded by time, not by the credit the worker offers: a task per slot
       // and a little more (policy_.queue_ms of small tasks, a quarter of a long one). A worker
       // full for the group it should run next waits: it does not take a worse one instead.
-      const Group& g = best_job->groups[best_g];
+      Group& g = best_job->groups[best_g];
       const double est = estimate(w, g.cls);
-      if (w.slots > 0 && est > 0 &&
-          w.queue_wall_ms() > est + std::max(policy_.queue_ms, kQueuedTasks * est)) {
-        return {nullptr, nullptr};
+      if (queue_full(w, est)) return {nullptr, nullptr};
+      // The only group this worker could take, and not an exploration: until it runs out or
+      // the guards say stop, the next task comes from it too (see assign).
+      if (sole && candidates == 1 && !higher_candidates && best_rank != 0) {
+        *sole = Sole{best_job, &g, est, lp, since_plan_ms};
       }
-      return {best_job, &best_job->groups[best_g]};
+      return {best_job, &g};
     }
+    higher_candidates |= candidates > 0;
   }
 }
 
@@ -833,8 +858,16 @@ std::vector<Assignment> Dispatcher::assign() {
     a.worker = it->first;
     const int64_t want = std::min<int64_t>(w.credit, policy_.max_batch);
     uint64_t bytes = 0;  // payload bytes in this message so far
+    Sole sole;
     while (static_cast<int64_t>(a.tasks.size()) < want) {
-      auto [job, group] = pick(w, now);
+      Job* job = sole.job;
+      Group* group = sole.group;
+      // The only group pick() found stays the choice while the checks pick() would make of
+      // it still pass (no scan of every job per task); else pick() again.
+      if (!group || !group->has_work() || job->open.size() >= policy_.window ||
+          queue_full(w, sole.est) || leaves_tail(w, *group, sole.est, sole.lp, sole.since_ms)) {
+        std::tie(job, group) = pick(w, now, &sole);
+      }
       if (!job) break;
       if (!a.tasks.empty() && bytes + group->task_bytes > policy_.max_batch_bytes) break;
       uint64_t id;

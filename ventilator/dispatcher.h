@@ -308,13 +308,30 @@ class Dispatcher {
   // Re-solves the plans when they are old or something changed.
   void plan(int64_t now);
   // Returns: the group `w` should take a task from next (and its job), or nulls.
-  std::pair<Job*, Group*> pick(Worker& w, int64_t now);
+  // What pick() found when a single group was the worker's only choice (else group is null).
+  struct Sole {
+    Job* job = nullptr;
+    Group* group = nullptr;
+    double est = 0;  // the worker's estimate for it, ms (<= 0: none)
+    const LevelPlan* lp = nullptr;
+    double since_ms = 0;  // of the plan, when picked
+  };
+  std::pair<Job*, Group*> pick(Worker& w, int64_t now, Sole* sole = nullptr);
+  // Returns: whether a task of `g` (e ms on `w`) would end after the plan's end on `w` while
+  // another worker would finish it sooner: the slow worker leaves the tail to the fast one.
+  bool leaves_tail(const Worker& w, const Group& g, double e, const LevelPlan* lp,
+                   double since_plan_ms) const;
+  // Returns: whether `w` holds as much queued work as it may (est: its estimate of the next).
+  bool queue_full(const Worker& w, double est) const;
   bool min_workers_met(const Job& job) const;
 
   DispatchPolicy policy_;
   const Clock& clock_;
   std::map<std::string, Worker> workers_;
   std::unordered_map<uint32_t, std::string> slot_to_worker_;
+  std::unordered_map<uint32_t, Worker*> slot_ptr_;  // the same workers, for the per-ack paths
+  uint32_t last_slot_ = 0;  // holder()'s last answer (0: none; slots start at 1)
+  Worker* last_worker_ = nullptr;
   uint32_t next_slot_ = 1;
   std::map<uint64_t, Job> jobs_;
   std::unordered_map<std::string, uint32_t> kernel_ids_{{"", kAnyKernel}};
