@@ -15,6 +15,7 @@ from .errors import (InvalidJob, JobFailed, JobNotFinished, ServiceUnavailable, 
                      UnknownJob)
 from .progress import ProgressBar
 from .results import DEFAULT_RESULTS_PORT, ResultStream, results_endpoint_near
+from .results import decode_reply
 from .results import default_port as _default_port
 from .states import JobState
 
@@ -188,15 +189,7 @@ class Client:
                 self._socket = None
                 raise ServiceUnavailable(f"no answer from the job service at {self.endpoint} "
                                          f"within {self.timeout:g} s")
-            reply = pb.Envelope()
-            try:
-                reply.ParseFromString(s.recv())
-            except Exception as e:  # protobuf's DecodeError
-                raise TaskfarmError(f"undecodable answer from {self.endpoint}") from e
-        if reply.version != PROTOCOL_VERSION:
-            raise TaskfarmError(f"the job service speaks protocol {reply.version}, "
-                                f"this client {PROTOCOL_VERSION}")
-        return reply
+            return decode_reply(s.recv(), self.endpoint, "the job service")
 
     def close(self) -> None:
         """Closes the connection (the client reconnects if used again)."""

@@ -27,6 +27,20 @@ DEFAULT_RESULTS_PORT = 5561  # common/protocol.h: kResultsServicePort
 MAX_REPLY_BYTES = 16 << 20   # of outputs per reply, as `taskfarm results` asks
 
 
+def decode_reply(data: bytes, endpoint: str, service: str) -> "pb.Envelope":
+    """Returns: the Envelope in `data`, an answer of `service` ("the job service", "the sink")
+    at `endpoint`. Raises: TaskfarmError when it is undecodable or of another protocol."""
+    reply = pb.Envelope()
+    try:
+        reply.ParseFromString(data)
+    except Exception as e:  # protobuf's DecodeError
+        raise TaskfarmError(f"undecodable answer from {endpoint}") from e
+    if reply.version != PROTOCOL_VERSION:
+        raise TaskfarmError(f"{service} speaks protocol {reply.version}, "
+                            f"this client {PROTOCOL_VERSION}")
+    return reply
+
+
 def default_port(standard: int) -> int:
     """Returns: the port the taskfarm programs use for `standard` (5557 ... 5561) when none is
     given: moved by TASKFARM_PORT_BASE - 5557 when that variable is set, as they do."""
@@ -252,14 +266,7 @@ class ResultStream(Iterator[TaskResult]):
                 f"no answer from the results service at {self.endpoint} within "
                 f"{wait_s:g} s (is taskfarm-sink --serve running there? Client(sink=...) names "
                 f"it); iterate again to resume from offset {self.offset}")
-        reply = pb.Envelope()
-        try:
-            reply.ParseFromString(s.recv())
-        except Exception as e:  # protobuf's DecodeError
-            raise TaskfarmError(f"undecodable answer from {self.endpoint}") from e
-        if reply.version != PROTOCOL_VERSION:
-            raise TaskfarmError(f"the sink speaks protocol {reply.version}, "
-                                f"this client {PROTOCOL_VERSION}")
+        reply = decode_reply(s.recv(), self.endpoint, "the sink")
         if not reply.HasField("results_reply"):
             raise TaskfarmError(f"{self.endpoint} answered with something else than results "
                                 f"(is it the sink's results service?)")
