@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "farm.h"
 #include "service.h"
@@ -156,6 +157,27 @@ TEST(Exec, WorkersWithoutAllowExecNeverGetCommandTasks) {
     if (w.id() == "plain") {
       EXPECT_LE(w.tasks(), 40u) << "plain ran command tasks";
     }
+  }
+}
+
+TEST(Exec, MaxAttemptsFlagAppliesToJobFilesAndTheFileWins) {
+  // The ventilator's --max-attempts is the default for a job file that does not say (it was
+  // once filled in as 3 before the flag applied); a file's own max_attempts wins over it.
+  for (const auto& [file_says, flag, expected] :
+       {std::tuple{"", "5", 5u}, std::tuple{R"("max_attempts": 2,)", "5", 2u}}) {
+    Farm farm;
+    auto sink = farm.sink();
+    auto w = farm.worker("w", kExecWorker);
+    auto vent = farm.ventilator(
+        {"--max-attempts", flag, "--job",
+         farm.write("job.json", std::string(R"({"name": "poison", )") + file_says +
+                                    R"( "tasks": [{"kernel": "exec", "argv": ["false"],
+                                    "count": 1, "retry_failures": true}]})")});
+    EXPECT_EXIT_CODE(vent, 2, kBatchTimeout);
+    EXPECT_EXIT_CODE(sink, 2, 10s);
+    const auto rep = farm.report();
+    ASSERT_EQ(rep.failures_size(), 1);
+    EXPECT_EQ(rep.failures(0).attempts(), expected) << file_says;
   }
 }
 
