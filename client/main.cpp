@@ -288,6 +288,11 @@ int main(int argc, char** argv) {
       f.wait = !no_wait;
       f.quiet = quiet;
       f.timeout_ms = static_cast<int64_t>(timeout_s * 1000);
+      f.pending = [&c, id = f.job_id] {
+        const auto st = c.status(id);
+        return st.jobs_size() == 1 && (st.jobs(0).state() == v1::JOB_QUEUED ||
+                                       st.jobs(0).state() == v1::JOB_RUNNING);
+      };
       return client::fetch_results(f, curve);
     }
     if (*wait_cmd) return wait_for(c, job, report_path, quiet);

@@ -112,7 +112,16 @@ int fetch_results(const FetchOptions& opt, const CurveOptions& curve_options) {
       throw SetupError(fmt::format("bad reply from {}", opt.endpoint));
     }
     const auto& reply = d.envelope->results_reply();
-    if (!reply.error().empty()) throw SetupError(reply.error());
+    if (!reply.error().empty()) {
+      // Just submitted, the job may not have reached the sink: wait while the service runs it
+      // (not when the sink has it and says its kernels write no outputs).
+      const bool sink_has_it = reply.error().find("returns no outputs") != std::string::npos;
+      if (opt.wait && !sink_has_it && opt.pending && opt.pending()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        continue;
+      }
+      throw SetupError(reply.error());
+    }
     for (const auto& item : reply.items()) {
       // The output first, then its index line: a resumed fetch never has a line without it.
       const auto line = nlohmann::json::parse(item.index_line(), nullptr, false);

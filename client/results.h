@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "common/security.h"
@@ -16,6 +17,9 @@ struct FetchOptions {
   bool wait = true;      // until the job ends (false: what exists now)
   bool quiet = false;
   int64_t timeout_ms = 5000;
+  // Whether the job service still has the job queued or running: while it has, a sink that
+  // does not know the job yet (its start is on the way) is waited for. Unset: not asked.
+  std::function<bool()> pending;
 };
 
 // Fetches into out_dir, resuming from what out_dir already holds.
