@@ -31,9 +31,11 @@ std::string progress_line(const v1::JobStatus& s) {
   if (s.tasks_per_s() > 0 && s.total() > s.done()) {
     eta = fmt::format("{:.1f} s", static_cast<double>(s.total() - s.done()) / s.tasks_per_s());
   }
-  return fmt::format("{} {} {}/{} tasks, {} failed, {:.1f} tasks/s, ETA {}",
+  // A job that does not move says why ("waiting for the sink at ...", "no worker connected").
+  const std::string why = s.reason().empty() ? "" : "; " + printable(s.reason(), 400);
+  return fmt::format("{} {} {}/{} tasks, {} failed, {:.1f} tasks/s, ETA {}{}",
                      printable(s.name(), jobs::kMaxJobNameBytes), job_state_name(s.state()),
-                     s.done(), s.total(), s.failed(), s.tasks_per_s(), eta);
+                     s.done(), s.total(), s.failed(), s.tasks_per_s(), eta, why);
 }
 
 // Returns: the job's status, asking again while the service does not answer (a restarting
@@ -152,6 +154,7 @@ int print_status(client::JobClient& c, const std::string& job, const StatusFilte
     fmt::print("{:<16}  {:<20} {:<9} {:>19} {:>12.1f} {:>8.1f}s\n", printable(s.job_id()),
                printable(s.name(), jobs::kMaxJobNameBytes), job_state_name(s.state()),
                fmt::format("{}/{}", s.done(), s.total()), s.tasks_per_s(), s.age_s());
+    if (!s.reason().empty()) fmt::print("{:<16}  waiting: {}\n", "", printable(s.reason(), 400));
   }
   return kExitOk;
 }

@@ -213,6 +213,33 @@ TEST(Service, WaitingClientsStopOnSigintAndSigtermWhileTheJobKeepsRunning) {
   EXPECT_EQ(read_report(farm.path("slow.report.json")).tasks_ok(), 80u);
 }
 
+TEST(Service, StatusAndTheWaitLineSayWhyAJobDoesNotMove) {
+  Farm farm;
+  Service svc(farm, 0);  // no worker: the job cannot move
+  const std::string id = svc.submit(farm.write(
+      "stuck.json", R"({"name": "stuck", "tasks": [{"kernel": "noop", "count": 10}]})"));
+  // The table: the reason on a line under the job's row (first "waiting for the sink", until
+  // the sink has accepted the job).
+  std::string table;
+  for (int i = 0; i < 100 && table.find("waiting: no worker connected") == std::string::npos;
+       ++i) {
+    table = svc.client({"status", id}, "status").out();
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_NE(table.find("waiting: no worker connected"), std::string::npos) << table;
+  // The --wait progress line (plain lines when stdout is not a terminal).
+  auto wait = svc.start_client({"wait", id}, "wait");
+  EXPECT_TRUE(wait_for_output(wait,
+                              "stuck running 0/10 tasks, 0 failed, 0.0 tasks/s, ETA -; no "
+                              "worker connected (workers connect to ipc://",
+                              10s))
+      << wait.out() << wait.err();
+  wait.signal(SIGINT);
+  EXPECT_EQ(wait.wait_for(3s), std::optional<int>(130)) << wait.err();
+  auto cancel = svc.client({"cancel", id}, "cancel");
+  EXPECT_EQ(cancel.wait_for(0s), std::optional<int>(0)) << cancel.err();
+}
+
 TEST(Service, StatusListsNewestFirstFiltersAndPrintsNumbers) {
   Farm farm;
   Service svc(farm);
