@@ -104,6 +104,7 @@ class JobStatus:
     age_s: float
     priority: int
     report: Optional["pb.Report"]  # once finished
+    reason: str = ""  # why a queued or running job does not move ("no worker connected", ...)
 
     @property
     def finished(self) -> bool:
@@ -118,7 +119,8 @@ class JobStatus:
     def from_proto(cls, st: "pb.JobStatus") -> "JobStatus":
         return cls(id=st.job_id, name=st.name, state=JobState.from_wire(st.state), done=st.done,
                    total=st.total, failed=st.failed, tasks_per_s=st.tasks_per_s, age_s=st.age_s,
-                   priority=st.priority, report=st.report if st.HasField("report") else None)
+                   priority=st.priority, report=st.report if st.HasField("report") else None,
+                   reason=st.reason)
 
 
 def job_spec(job: JobLike) -> "pb.JobSpec":
@@ -320,7 +322,7 @@ class Job:
         try:
             while True:
                 st = self.status()
-                bar.update(st.done, st.total, st.tasks_per_s, st.failed, str(st.state))
+                bar.update(st.done, st.total, st.tasks_per_s, st.failed, str(st.state), st.reason)
                 if st.finished:
                     break
                 if deadline is not None and time.monotonic() >= deadline:

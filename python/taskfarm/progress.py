@@ -25,8 +25,9 @@ class ProgressBar:
         self.start = time.monotonic()
         self._last_len = 0
 
-    def line(self, done: int, total: int, rate: float, failed: int = 0, state: str = "") -> str:
-        """Returns: the bar's text for these numbers."""
+    def line(self, done: int, total: int, rate: float, failed: int = 0, state: str = "",
+             reason: str = "") -> str:
+        """Returns: the bar's text for these numbers (and why the job waits, when it does)."""
         frac = min(1.0, done / total) if total else 0.0
         filled = frac * self.width
         full = int(filled)
@@ -36,13 +37,16 @@ class ProgressBar:
         eta = _duration((total - done) / rate) if rate > 0 and total >= done else "?"
         extra = f", {failed} failed" if failed else ""
         tail = f" {state}" if state and state != "running" else ""
+        if reason:
+            tail += f": {reason}"
         return (f"{self.name} {frac * 100:3.0f}%|{bar}| {done}/{total} "
                 f"[{_duration(elapsed)}<{eta}, {rate:.1f} tasks/s{extra}]{tail}")
 
-    def update(self, done: int, total: int, rate: float, failed: int = 0, state: str = "") -> None:
+    def update(self, done: int, total: int, rate: float, failed: int = 0, state: str = "",
+               reason: str = "") -> None:
         if not self.enabled:
             return
-        text = self.line(done, total, rate, failed, state)
+        text = self.line(done, total, rate, failed, state, reason)
         pad = " " * max(0, self._last_len - len(text))
         self.stream.write("\r" + text + pad)
         self.stream.flush()

@@ -116,6 +116,22 @@ def test_progress_bar_stays_quiet_off_a_terminal():
     assert taskfarm.ProgressBar("j", enabled=True).line(500, 1000, 100.0).startswith("j  50%|")
 
 
+def test_progress_bar_says_why_a_job_waits():
+    line = taskfarm.ProgressBar("j", enabled=True).line(0, 10, 0.0, state="queued",
+                                                          reason="no worker connected")
+    assert line.endswith("] queued: no worker connected")
+
+
+def test_taskfarm_port_base_moves_the_default_ports_as_in_the_programs(monkeypatch):
+    monkeypatch.setenv("TASKFARM_PORT_BASE", "6557")
+    assert taskfarm.endpoint("head") == "tcp://head:6560"
+    assert taskfarm.endpoint("head:7000") == "tcp://head:7000"
+    assert Client("head").results_endpoint == "tcp://head:6561"
+    monkeypatch.setenv("TASKFARM_PORT_BASE", "80")
+    with pytest.raises(ValueError, match="TASKFARM_PORT_BASE='80'"):
+        taskfarm.endpoint("head")
+
+
 def test_endpoints_are_read_like_the_taskfarm_programs_read_them():
     assert taskfarm.endpoint("head") == "tcp://head:5560"
     assert taskfarm.endpoint("head:6000") == "tcp://head:6000"
