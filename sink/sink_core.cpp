@@ -660,7 +660,14 @@ struct SinkCore::Impl {
     std::vector<const JobAggregator*> jobs;
     for (const auto& [id, job] : active) jobs.push_back(&job.agg);
     v1::Envelope env;
-    *env.mutable_metrics_sink_stats() = metrics.stats(jobs, rejects.count(), late_results);
+    auto* stats = env.mutable_metrics_sink_stats();
+    *stats = metrics.stats(jobs, rejects.count(), late_results);
+    if (journal) {
+      stats->set_journaled(true);
+      stats->set_journal_commits(journal->commits());
+      stats->set_journal_commit_seconds(static_cast<double>(commit_ns) * 1e-9);
+      stats->set_journal_error(journal_error);
+    }
     publish(kTopicAck, env);
   }
 

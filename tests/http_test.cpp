@@ -57,6 +57,8 @@ web::FarmSnapshot sample_snapshot(double t = 1.0, uint64_t ok = 40) {
   s.sink.set_latency_count(42);
   s.sink.set_latency_sum_s(0.9);
   s.rejected = {{"ventilator", "tasks", 3}};
+  s.journals.push_back(web::JournalView{"ventilator", 12, -1, 250, 0.03, ""});
+  s.journals.push_back(web::JournalView{"sink", 40, 0.125, 0, 0, "disk full"});
   return s;
 }
 
@@ -154,6 +156,14 @@ TEST(Http, MetricsFollowThePrometheusTextFormat) {
   EXPECT_NE(m.find("taskfarm_rejected_messages_total{process=\"ventilator\",socket=\"tasks\"} 3\n"),
             std::string::npos);
   EXPECT_NE(m.find("taskfarm_queue_depth 50\n"), std::string::npos);
+  EXPECT_NE(m.find("taskfarm_journal_commits_total{process=\"ventilator\"} 12\n"), std::string::npos);
+  EXPECT_NE(m.find("taskfarm_journal_writable{process=\"sink\"} 0\n"), std::string::npos);
+  EXPECT_NE(m.find("taskfarm_journal_commit_seconds_total{process=\"sink\"} 0.125\n"),
+            std::string::npos);
+  EXPECT_EQ(m.find("taskfarm_journal_commit_seconds_total{process=\"ventilator\"}"),
+            std::string::npos) << "not measured there";
+  EXPECT_NE(m.find("taskfarm_journal_lag_tasks{process=\"ventilator\"} 250\n"), std::string::npos);
+  EXPECT_NE(m.find("taskfarm_journal_lag_seconds{process=\"ventilator\"} 0.03\n"), std::string::npos);
 }
 
 TEST(Http, TokenIsRequiredWhenSetAndTheCookieCarriesItForThePage) {
@@ -257,10 +267,16 @@ json get_json(httplib::Client& c, const std::string& path) {
 
 class WebFarm {
  public:
-  explicit WebFarm(Farm& farm, std::vector<std::string> worker_env = {})
+  explicit WebFarm(Farm& farm, std::vector<std::string> worker_env = {}, bool state = false)
       : farm_(farm), submit_("ipc://" + farm.path("submit")) {
-    sink_.emplace(farm.sink({"--serve", "--results-service", "off"}));
-    vent_.emplace(farm.ventilator({"--serve", "--submit", submit_, "--http", "0"}));
+    std::vector<std::string> sink_flags = {"--serve", "--results-service", "off"};
+    std::vector<std::string> vent_flags = {"--serve", "--submit", submit_, "--http", "0"};
+    if (state) {  // --state journals on both
+      sink_flags.insert(sink_flags.end(), {"--state", farm.path("sink-state")});
+      vent_flags.insert(vent_flags.end(), {"--state", farm.path("vent-state")});
+    }
+    sink_.emplace(farm.sink(sink_flags));
+    vent_.emplace(farm.ventilator(vent_flags));
     worker_.emplace(farm.worker("w0", {"--threads", "2"}, std::move(worker_env)));
     port = dashboard_port(*vent_);
     client = std::make_unique<httplib::Client>("127.0.0.1", port);
@@ -330,6 +346,40 @@ TEST(HttpFarm, JobProgressWorkersAndMetricsFromARealFarm) {
   EXPECT_NE(m->body.find("taskfarm_task_latency_seconds_count 100\n"), std::string::npos);
   EXPECT_NE(m->body.find("taskfarm_jobs{state=\"done\"} 1\n"), std::string::npos);
   EXPECT_NE(m->body.find("taskfarm_sink_up 1\n"), std::string::npos);
+  EXPECT_EQ(m->body.find("taskfarm_journal"), std::string::npos) << "no --state, no journal";
+}
+
+// Returns: the value of the sample `series` (name and labels) in a Prometheus text body, or -1.
+double metric(const std::string& body, const std::string& series) {
+  const auto at = body.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(body.substr(at + series.size() + 2));
+}
+
+TEST(HttpFarm, JournalsShowInTheMetricsWithTheirCommitsAndLag) {
+  Farm farm;
+  WebFarm web(farm, {}, /*state=*/true);
+  ASSERT_GT(web.port, 0) << web.ventilator().err();
+  const std::string id =
+      web.submit(R"({"name": "journaled", "tasks": [{"kernel": "sleep", "count": 60, "size": 2000}]})");
+  auto job = web.poll("/api/jobs/" + id, [](const json& j) { return j["state"] == "done"; });
+  EXPECT_EQ(job["state"], "done") << job.dump();
+  std::string body;
+  for (int i = 0; i < 100; ++i) {  // the sink's statistics come every half second
+    auto m = web.client->Get("/metrics");
+    ASSERT_TRUE(m);
+    body = m->body;
+    if (metric(body, R"(taskfarm_journal_commits_total{process="sink"})") > 0) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_GT(metric(body, R"(taskfarm_journal_commits_total{process="ventilator"})"), 0) << body;
+  EXPECT_GT(metric(body, R"(taskfarm_journal_commits_total{process="sink"})"), 0) << body;
+  EXPECT_EQ(metric(body, R"(taskfarm_journal_writable{process="ventilator"})"), 1) << body;
+  EXPECT_EQ(metric(body, R"(taskfarm_journal_writable{process="sink"})"), 1) << body;
+  EXPECT_GE(metric(body, R"(taskfarm_journal_commit_seconds_total{process="sink"})"), 0) << body;
+  EXPECT_EQ(metric(body, R"(taskfarm_journal_lag_tasks{process="ventilator"})"), 0)
+      << "the job is over: its journal has it all\n" << body;
+  EXPECT_GE(metric(body, R"(taskfarm_journal_lag_seconds{process="ventilator"})"), 0) << body;
 }
 
 TEST(HttpFarm, CancelButtonEndpointCancelsARunningJobAndFailuresCarryTheirError) {

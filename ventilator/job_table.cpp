@@ -20,6 +20,7 @@ JobTable::~JobTable() = default;
 void JobTable::open_state(const std::string& dir) {
   state_ = std::make_unique<StateDir>(dir, "ventilator");
   journal_ = std::make_unique<VentilatorJournal>(state_->file("ventilator.db"));
+  last_write_ns_ = clock_.steady_ns();
   ventilator_id_ = journal_->ventilator_id();
   auto loaded = journal_->load(clock_.steady_ns(), clock_.wall_ns());
   for (const auto& p : loaded.problems) log::error("journal {}: {}", journal_->path(), p);
@@ -52,6 +53,23 @@ void JobTable::open_state(const std::string& dir) {
 }
 
 uint64_t JobTable::journal_commits() const { return journal_ ? journal_->commits() : 0; }
+
+uint64_t JobTable::unjournaled_acks() const {
+  uint64_t n = 0;
+  if (!journal_) return n;
+  for (const auto& [id, job] : jobs_) {
+    if (!job.finished() && job.acked_tasks.size() > job.journaled_acked) {
+      n += job.acked_tasks.size() - job.journaled_acked;
+    }
+  }
+  return n;
+}
+
+double JobTable::journal_lag_s() const {
+  if (!journal_) return 0;
+  if (added_.empty() && changed_.empty() && erased_.empty() && unjournaled_acks() == 0) return 0;
+  return static_cast<double>(clock_.steady_ns() - last_write_ns_) * 1e-9;
+}
 
 bool JobTable::sync(bool force) {
   if (!journal_) return true;
@@ -104,6 +122,7 @@ bool JobTable::sync(bool force) {
   added_.clear();
   changed_.clear();
   erased_.clear();
+  last_write_ns_ = now;
   if (progress_due) next_progress_ns_ = now + ms_to_ns(kProgressIntervalMs);
   return true;
 }

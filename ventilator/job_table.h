@@ -86,6 +86,12 @@ class JobTable {
   // Returns: why the journal cannot be written now ("" when it can).
   const std::string& journal_error() const { return journal_error_; }
   uint64_t journal_commits() const;
+  // Returns: acknowledged tasks of unfinished jobs that the journal does not have yet (after a
+  // crash they would run again).
+  uint64_t unjournaled_acks() const;
+  // Returns: seconds since the last journal write while something waits for the next (0 when
+  // the journal has everything, or there is none).
+  double journal_lag_s() const;
   static constexpr int64_t kProgressIntervalMs = 50;
 
   // Adds a validated job that runs each task at most `max_attempts` times; with a journal, the
@@ -128,6 +134,7 @@ class JobTable {
   std::set<uint64_t> erased_;   // rows to delete
   int64_t next_progress_ns_ = 0;
   int64_t next_retry_ns_ = 0;
+  int64_t last_write_ns_ = 0;  // of the last successful journal write
   std::string journal_error_;
 };
 

@@ -153,6 +153,17 @@ web::FarmSnapshot VentilatorWeb::snapshot(VentilatorCore& core, int64_t now,
   s.have_sink_stats = sink_stats_ns_ > 0;
   s.sink_stats_age_s = s.have_sink_stats ? static_cast<double>(now - sink_stats_ns_) * 1e-9 : 0;
   s.sink = sink_stats_;
+  const JobTable& table = core.jobs();
+  if (table.journaled()) {
+    s.journals.push_back(web::JournalView{"ventilator", table.journal_commits(), -1,
+                                          table.unjournaled_acks(), table.journal_lag_s(),
+                                          table.journal_error()});
+  }
+  if (s.have_sink_stats && sink_stats_.journaled()) {
+    s.journals.push_back(web::JournalView{"sink", sink_stats_.journal_commits(),
+                                          sink_stats_.journal_commit_seconds(), 0, 0,
+                                          sink_stats_.journal_error()});
+  }
   return s;
 }
 

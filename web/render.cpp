@@ -277,6 +277,39 @@ std::string prometheus_text(const FarmSnapshot& s, const History& h) {
   m.sample("taskfarm_task_latency_seconds_sum", {}, sink.latency_sum_s());
   m.sample("taskfarm_task_latency_seconds_count", {}, static_cast<double>(sink.latency_count()));
 
+  if (!s.journals.empty()) {
+    m.family("taskfarm_journal_commits_total", "counter",
+             "Transactions committed to a --state journal.");
+    for (const auto& j : s.journals) {
+      m.sample("taskfarm_journal_commits_total", {{"process", j.process}},
+               static_cast<double>(j.commits));
+    }
+    m.family("taskfarm_journal_writable", "gauge",
+             "Whether the last write to a --state journal worked (0: jobs are paused).");
+    for (const auto& j : s.journals) {
+      m.sample("taskfarm_journal_writable", {{"process", j.process}}, j.error.empty() ? 1 : 0);
+    }
+    m.family("taskfarm_journal_commit_seconds_total", "counter",
+             "Time spent committing to a --state journal.");
+    for (const auto& j : s.journals) {
+      if (j.commit_s >= 0) {
+        m.sample("taskfarm_journal_commit_seconds_total", {{"process", j.process}}, j.commit_s);
+      }
+    }
+    m.family("taskfarm_journal_lag_tasks", "gauge",
+             "Acknowledged tasks the ventilator's journal does not have yet (run again after a "
+             "crash).");
+    m.family("taskfarm_journal_lag_seconds", "gauge",
+             "Seconds since the ventilator's last journal write while changes wait for the "
+             "next (0: none wait).");
+    for (const auto& j : s.journals) {
+      if (j.process != "ventilator") continue;
+      m.sample("taskfarm_journal_lag_tasks", {{"process", j.process}},
+               static_cast<double>(j.unjournaled_tasks));
+      m.sample("taskfarm_journal_lag_seconds", {{"process", j.process}}, j.lag_s);
+    }
+  }
+
   m.one("taskfarm_sink_up", "gauge", "Whether the sink's statistics arrived in the last 5 seconds.",
         s.have_sink_stats && s.sink_stats_age_s < 5 ? 1 : 0);
   return m.take();

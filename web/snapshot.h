@@ -44,6 +44,16 @@ struct WorkerView {
   double busy_s = 0;
 };
 
+// A --state journal: the ventilator's, from its job table; the sink's, from its statistics.
+struct JournalView {
+  std::string process;            // "ventilator" or "sink"
+  uint64_t commits = 0;
+  double commit_s = -1;           // time spent committing (-1: not measured)
+  uint64_t unjournaled_tasks = 0; // acknowledged tasks not in the journal yet (ventilator)
+  double lag_s = 0;               // since the oldest change not in the journal (0: none)
+  std::string error;              // why it cannot be written now ("": it can)
+};
+
 // One rejected-message counter: which process and socket, and how many.
 struct RejectView {
   std::string process, socket;
@@ -61,6 +71,7 @@ struct FarmSnapshot {
   uint64_t workers_lost = 0;
   uint64_t queue_depth = 0;     // tasks of running jobs not issued yet
   std::vector<RejectView> rejected;
+  std::vector<JournalView> journals;  // only the processes started with --state
   bool have_sink_stats = false;
   double sink_stats_age_s = 0;
   v1::MetricsSinkStats sink;    // the sink's latest totals
