@@ -86,7 +86,7 @@ struct Sink::Impl {
       zmq::pollitem_t items[] = {{results.handle(), 0, ZMQ_POLLIN, 0},
                                  {serving ? service.handle() : nullptr, 0, ZMQ_POLLIN, 0}};
       try {
-        zmq::poll(items, serving ? 2 : 1, std::chrono::milliseconds(200));
+        zmq::poll(items, serving ? 2 : 1, std::chrono::milliseconds(core.wait_ms()));
       } catch (const zmq::error_t& e) {
         if (e.num() == EINTR) continue;
         throw;
@@ -106,7 +106,7 @@ struct Sink::Impl {
                       curve.sent_by(frame, kRoleHead));
         while (frame.more()) (void)results.recv(frame, zmq::recv_flags::none);  // discard extras
       }
-      core.flush_acks();
+      core.flush_acks(/*now=*/false);
       if (serving && (items[1].revents & ZMQ_POLLIN)) serve_clients();
       core.progress();
       core.heartbeat();

@@ -29,6 +29,9 @@ struct SinkOptions {
   // --state DIR: the journal (DIR/sink.db) that lets a restarted sink continue its jobs; empty
   // for none.
   std::string state_dir;
+  // With a journal: commits (and the acks that wait for them) at most this often, so that a
+  // fast stream of results makes fewer, larger transactions (0: a commit per flush).
+  int64_t min_commit_gap_ms = 2;
   CurveOptions curve;
 };
 

@@ -118,6 +118,7 @@ struct SinkCore::Impl {
   std::string journal_error;  // why the last commit failed ("": it did not)
   int64_t next_commit_retry_ns = 0;
   int64_t commit_ns = 0;  // time spent committing (for the log)
+  int64_t last_commit_ns = 0;  // when the last progress commit ended
 
   Impl(const SinkOptions& o, const Clock& c, Publish p)
       : opt(o), clock(c), publish(std::move(p)) {
@@ -248,7 +249,8 @@ struct SinkCore::Impl {
       }
     });
     if (ok) dirty.clear();
-    commit_ns += clock.steady_ns() - started;
+    last_commit_ns = clock.steady_ns();
+    commit_ns += last_commit_ns - started;
     return ok;
   }
 
@@ -262,7 +264,22 @@ struct SinkCore::Impl {
     }
   }
 
-  void flush_acks() {
+  // Returns: whether acks wait for the next commit (opt.min_commit_gap_ms).
+  bool acks_deferred() const { return !pending_acks.empty() && journal && opt.min_commit_gap_ms > 0; }
+
+  // Returns: how long the event loop may wait for messages before calling flush_acks again.
+  int64_t wait_ms() const {
+    if (!acks_deferred()) return 200;
+    const int64_t left = last_commit_ns + ms_to_ns(opt.min_commit_gap_ms) - clock.steady_ns();
+    return std::clamp<int64_t>(left / 1'000'000 + 1, 1, 200);
+  }
+
+  void flush_acks(bool now = true) {
+    // With a journal, a commit per --min-commit gap at most: the acks wait until then.
+    if (!now && acks_deferred() && journal_error.empty() &&
+        clock.steady_ns() < last_commit_ns + ms_to_ns(opt.min_commit_gap_ms)) {
+      return;
+    }
     // Outputs first, then the journal: a task is acknowledged once its output and index line
     // are written and the journal counts its result.
     for (auto& [id, job] : active) {
@@ -858,7 +875,8 @@ void SinkCore::on_frame(const void* data, size_t size, bool more,
   impl_->on_frame(data, size, more, peer, from_head);
 }
 void SinkCore::publish_stats() { impl_->publish_stats(); }
-void SinkCore::flush_acks() { impl_->flush_acks(); }
+void SinkCore::flush_acks(bool now) { impl_->flush_acks(now); }
+int64_t SinkCore::wait_ms() const { return impl_->wait_ms(); }
 std::optional<int> SinkCore::finish_complete_jobs() { return impl_->finish_complete_jobs(); }
 void SinkCore::progress() { impl_->progress(); }
 int SinkCore::stop() { return impl_->stop(); }

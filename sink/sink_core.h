@@ -39,8 +39,12 @@ class SinkCore {
                 const std::function<std::string()>& peer = {}, bool from_head = true);
 
   // Commits the journal (with --state), then publishes the acknowledgements gathered since
-  // the last call (one message per job). While the journal cannot be written, the acks wait.
-  void flush_acks();
+  // the last call (one message per job). While the journal cannot be written, the acks wait;
+  // with `now` false they also wait for options.min_commit_gap_ms since the last commit.
+  void flush_acks(bool now = true);
+  // Returns: how long the event loop may wait for messages before the next flush_acks(false)
+  // (short while acks wait for the commit gap), in ms.
+  int64_t wait_ms() const;
 
   // Publishes the sink's heartbeat (its epoch, and any journal error) four times a second.
   void heartbeat();
