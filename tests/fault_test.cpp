@@ -152,17 +152,18 @@ namespace taskfarm::testing {
 namespace {
 
 TEST(Faults, ShortWorkerTimeoutCausesNoFalseLosses) {
-  // Workers keep their default heartbeat flags; the ventilator's Welcome makes them beat
-  // often enough for a 0.3 s timeout, even while every slot runs a task.
+  // The worker's own flags would have it beat every 5 s (--peer-timeout 30); the ventilator's
+  // Welcome makes it beat often enough for a 0.6 s timeout, even while every slot runs a task
+  // for 1 s and it sends nothing else (a loaded machine may stall it a few hundred ms).
   Farm farm;
   auto sink = farm.sink();
-  auto w = farm.worker("w", {"--threads", "2"});
-  auto vent = farm.ventilator({"--kernel", "sleep", "--tasks", "20", "--size", "150000",
-                               "--worker-timeout", "0.3"});
+  auto w = farm.worker("w", {"--threads", "2", "--peer-timeout", "30"});
+  auto vent = farm.ventilator({"--kernel", "sleep", "--tasks", "4", "--size", "1000000",
+                               "--worker-timeout", "0.6"});
   EXPECT_EXIT_CODE(vent, 0, kBatchTimeout);
   EXPECT_EXIT_CODE(sink, 0, std::chrono::seconds(10));
   const auto r = farm.report();
-  EXPECT_EQ(r.tasks_ok(), 20u);
+  EXPECT_EQ(r.tasks_ok(), 4u);
   EXPECT_EQ(r.retried(), 0u);
   EXPECT_EQ(vent.err().find("lost"), std::string::npos) << vent.err();
 }

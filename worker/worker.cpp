@@ -114,6 +114,7 @@ struct Worker::Impl {
   v1::Envelope outgoing;   // reused for result messages
   const int64_t started_ns = clock.steady_ns();
   int64_t sink_heard_ns = 0;  // the sink's last heartbeat (0: none yet)
+  int64_t next_heartbeat_ns = 0;  // when the next heartbeat to the ventilator is due
 
   std::shared_ptr<ExecRunner> exec_runner;  // with --allow-exec
   std::string exec_dir;                     // ours to remove at exit when we made it
@@ -340,6 +341,9 @@ struct Worker::Impl {
         // The ventilator's --worker-timeout rules: beat often enough for it.
         if (env.welcome().heartbeat_ms() > 0) {
           opt.heartbeat_ms = std::min<int64_t>(opt.heartbeat_ms, env.welcome().heartbeat_ms());
+          // The beat already planned at the old, longer interval would come too late.
+          next_heartbeat_ns =
+              std::min(next_heartbeat_ns, clock.steady_ns() + ms_to_ns(opt.heartbeat_ms));
         }
         log::info("registered with the ventilator at {} ({} slots, {})", opt.ventilator,
                   info.slots(), info.device());
@@ -594,7 +598,6 @@ struct Worker::Impl {
   int run() {
     log::info("worker {} ({}, {} slots): ventilator {}, sink {}", info.id(), info.device(),
               info.slots(), opt.ventilator, opt.sink_results);
-    int64_t next_heartbeat = 0;
     bool kill = false;
     hello();
     while (!kill && !stop_requested()) {
@@ -606,14 +609,14 @@ struct Worker::Impl {
                   static_cast<double>(now - last_heard_ns) * 1e-9);
         hello();
       }
-      if (now >= next_heartbeat) {
+      if (now >= next_heartbeat_ns) {
         v1::Envelope hb;
         hb.mutable_heartbeat();
         if (registered) {
           for (auto& t : executor->take_timings()) *hb.mutable_heartbeat()->add_timings() = std::move(t);
         }
         if (registered && !send_vent(hb)) registered = false;
-        next_heartbeat = now + ms_to_ns(opt.heartbeat_ms);
+        next_heartbeat_ns = now + ms_to_ns(opt.heartbeat_ms);
       }
       zmq::pollitem_t items[] = {{vent.handle(), 0, ZMQ_POLLIN, 0},
                                  {control.handle(), 0, ZMQ_POLLIN, 0},
