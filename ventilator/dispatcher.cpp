@@ -110,10 +110,10 @@ double Dispatcher::prior(uint64_t cls, const Worker* w) const {
 
 Dispatcher::Worker* Dispatcher::holder(uint32_t slot) {
   if (slot == last_slot_) return last_worker_;  // acks come in runs of one worker's tasks
-  auto w = slot_ptr_.find(slot);
-  if (w == slot_ptr_.end()) return nullptr;
+  auto w = by_slot_.find(slot);
+  if (w == by_slot_.end()) return nullptr;
   last_slot_ = slot;
-  last_worker_ = w->second;
+  last_worker_ = &w->second->second;
   return last_worker_;
 }
 
@@ -255,9 +255,8 @@ std::vector<GiveUp> Dispatcher::on_hello(const std::string& worker, const v1::Wo
   if (it == workers_.end()) {
     Worker w;
     w.slot = next_slot_++;
-    slot_to_worker_[w.slot] = worker;
     it = workers_.emplace(worker, std::move(w)).first;
-    slot_ptr_[it->second.slot] = &it->second;  // map nodes do not move
+    by_slot_[it->second.slot] = it;
   }
   // The same process (routing ids are per process) may register again, e.g. after a
   // partition: it still holds its tasks, so they stay leased to it; only credit restarts.
@@ -556,8 +555,7 @@ std::vector<GiveUp> Dispatcher::drop_worker(const std::string& worker, const std
       }
     }
   }
-  slot_to_worker_.erase(slot);
-  slot_ptr_.erase(slot);
+  by_slot_.erase(slot);
   if (last_slot_ == slot) last_slot_ = 0, last_worker_ = nullptr;
   workers_.erase(it);
   replan_ = true;
@@ -586,8 +584,8 @@ std::vector<GiveUp> Dispatcher::on_ack(const v1::Ack& ack) {
     if (e->second.state == State::kAssigned && e->second.backup_slot != 0) {
       // Two copies ran: whichever is still going is not needed any more.
       for (uint32_t s : {e->second.slot, e->second.backup_slot}) {
-        auto w = slot_to_worker_.find(s);
-        if (w != slot_to_worker_.end()) cancels_.push_back(Cancel{w->second, job.id, id});
+        auto w = by_slot_.find(s);
+        if (w != by_slot_.end()) cancels_.push_back(Cancel{w->second->first, job.id, id});
       }
     }
     release(e->second);
@@ -604,8 +602,8 @@ std::vector<GiveUp> Dispatcher::on_ack(const v1::Ack& ack) {
     if (e->second.backup_slot != 0) {
       // One copy failed; the other is not trusted to do better: both go, the task retries.
       for (uint32_t s : {e->second.slot, e->second.backup_slot}) {
-        auto w = slot_to_worker_.find(s);
-        if (w != slot_to_worker_.end()) cancels_.push_back(Cancel{w->second, job.id, id});
+        auto w = by_slot_.find(s);
+        if (w != by_slot_.end()) cancels_.push_back(Cancel{w->second->first, job.id, id});
       }
     }
     release(e->second);

@@ -328,8 +328,8 @@ class Dispatcher {
   DispatchPolicy policy_;
   const Clock& clock_;
   std::map<std::string, Worker> workers_;
-  std::unordered_map<uint32_t, std::string> slot_to_worker_;
-  std::unordered_map<uint32_t, Worker*> slot_ptr_;  // the same workers, for the per-ack paths
+  // Each worker by its slot: its routing id (the key) and its state. Map nodes do not move.
+  std::unordered_map<uint32_t, std::map<std::string, Worker>::iterator> by_slot_;
   uint32_t last_slot_ = 0;  // holder()'s last answer (0: none; slots start at 1)
   Worker* last_worker_ = nullptr;
   uint32_t next_slot_ = 1;
