@@ -114,8 +114,8 @@ int fetch_results(const FetchOptions& opt, const CurveOptions& curve_options) {
     const auto& reply = d.envelope->results_reply();
     if (!reply.error().empty()) {
       // Just submitted, the job may not have reached the sink: wait while the service runs it
-      // (not when the sink has it and says its kernels write no outputs).
-      const bool sink_has_it = reply.error().find("returns no outputs") != std::string::npos;
+      // (not when the sink knows the job, and so the state, and has no outputs of it).
+      const bool sink_has_it = reply.state() != v1::JOB_STATE_UNSPECIFIED;
       if (opt.wait && !sink_has_it && opt.pending && opt.pending()) {
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
         continue;

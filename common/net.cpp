@@ -28,12 +28,12 @@ int default_port(int standard) {
   if (env == nullptr || *env == '\0') return standard;
   const std::string base = env;
   const int highest = 8080 - 5557;  // the HTTP port is the furthest from the base
-  if (!all_digits(base) || base.size() > 5 || std::stoi(base) < 1024 ||
-      std::stoi(base) + highest > 65535) {
+  const int value = all_digits(base) && base.size() <= 5 ? std::stoi(base) : -1;
+  if (value < 1024 || value + highest > 65535) {
     throw SetupError(fmt::format("TASKFARM_PORT_BASE='{}' is not a port from 1024 to {}", base,
                                  65535 - highest));
   }
-  return standard + std::stoi(base) - 5557;
+  return standard + value - 5557;
 }
 
 std::string connect_endpoint(const std::string& spec, int default_port) {

@@ -712,6 +712,7 @@ struct SinkCore::Impl {
                              uint64_t{64} << 20);
     if (opt.results_dir.empty() ||
         !read_outputs(opt.results_dir, id, req.offset(), max_bytes, *r)) {
+      r->set_state(state);  // set when this sink knows the job: waiting will not help
       if (state == v1::JOB_RUNNING) {
         r->set_error(fmt::format("job {} returns no outputs (its kernels write none; the report "
                                  "has its results)",

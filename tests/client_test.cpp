@@ -125,7 +125,10 @@ TEST(Results, AJobTheServiceNoLongerRunsIsAnErrorAtOnce) {
 }
 
 TEST(Results, AJobWhoseKernelsWriteNoOutputsIsNotWaitedFor) {
-  ScriptedSink sink({error_reply(std::string("job ") + kJob + " returns no outputs (...)")});
+  // The sink has the job (it says its state) and no outputs of it.
+  v1::ResultsReply running = error_reply(std::string("job ") + kJob + " returns no outputs (...)");
+  running.set_state(v1::JOB_RUNNING);
+  ScriptedSink sink({running});
   int asked = 0;
   EXPECT_THROW((void)fetch_results(options(sink, [&] { return ++asked > 0; }), CurveOptions{}),
                SetupError);
